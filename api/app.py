@@ -1,0 +1,44 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy import Engine, text
+
+from greenaudit import __version__
+from greenaudit.settings import Settings
+
+from .datasets.routes import router as datasets_router
+from .db import make_engine, make_session_factory
+from .errors import install_error_handlers
+from .projects.routes import router as projects_router
+from .runs.routes import router as runs_router
+from .totals.routes import router as totals_router
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """Build the service for ``settings``. The schema must already be migrated."""
+    settings = settings or Settings()
+    engine = engine or make_engine(settings)
+    app = FastAPI(
+        title="greenaudit",
+        version=__version__,
+        summary="What did this accuracy cost? Energy, CO2 and compute of ML training, "
+        "joined to the metrics it bought.",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.read_sessions = make_session_factory(engine, writer=False)
+    app.state.write_sessions = make_session_factory(engine, writer=True)
+    install_error_handlers(app)
+    for router in (projects_router, runs_router, datasets_router, totals_router):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """Liveness and database reachability."""
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return {"status": "ok", "version": __version__}
+
+    return app

@@ -1,0 +1,103 @@
+"""Project keys and the admin token.
+
+A key looks like ``ga_<prefix>_<secret>``. Only its prefix and a SHA-256 hash of the whole key
+are stored: keys are 256-bit random tokens, so a fast hash is safe (there is nothing to
+brute-force), and the prefix finds the row without scanning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import Enum
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from .errors import Forbidden, Unauthorized
+from .models import ApiKey, utcnow
+
+KEY_MARK = "ga"
+# last_used_at is refreshed at most this often, so reads do not each cost a write.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+class Scope(str, Enum):
+    read = "read"
+    write = "write"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a key of one project, with its scope."""
+
+    project_id: uuid.UUID
+    key_id: uuid.UUID
+    scope: Scope
+
+    def require_write(self) -> None:
+        if self.scope is not Scope.write:
+            raise Forbidden("this key is read-only; use the project's write key")
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> tuple[str, str]:
+    """Return ``(key, prefix)`` for a fresh key."""
+    prefix = secrets.token_hex(6)
+    key = f"{KEY_MARK}_{prefix}_{secrets.token_urlsafe(32)}"
+    return key, prefix
+
+
+def parse_bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise Unauthorized("missing Authorization header; send 'Authorization: Bearer <key>'")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Authorization header must be 'Bearer <key>'")
+    return token.strip()
+
+
+def authenticate_key(session: Session, key: str) -> tuple[Principal, bool]:
+    """Find and check a project key; raise :class:`Unauthorized` when it does not hold.
+
+    Returns the caller and whether the key's ``last_used_at`` is stale.
+    """
+    parts = key.split("_")
+    if len(parts) < 3 or parts[0] != KEY_MARK:
+        raise Unauthorized("malformed API key")
+    row = session.scalar(select(ApiKey).where(ApiKey.prefix == parts[1]))
+    # Hash even when no row is found, so timing does not tell which prefixes exist.
+    expected = row.secret_hash if row is not None else hash_key("")
+    if not hmac.compare_digest(hash_key(key), expected) or row is None:
+        raise Unauthorized("unknown API key")
+    if row.revoked_at is not None:
+        raise Unauthorized("this API key has been revoked")
+    stale = row.last_used_at is None or utcnow() - row.last_used_at > LAST_USED_RESOLUTION
+    return Principal(project_id=row.project_id, key_id=row.id, scope=Scope(row.scope)), stale
+
+
+def mark_key_used(write_sessions: sessionmaker[Session], key_id: uuid.UUID) -> None:
+    """Record a key's use in a short transaction of its own, so read requests stay read-only."""
+    with write_sessions() as session, session.begin():
+        mark_key_used_in(session, key_id)
+
+
+def mark_key_used_in(session: Session, key_id: uuid.UUID) -> None:
+    session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))
+
+
+def check_admin_token(configured: str | None, presented: str) -> None:
+    if not configured:
+        raise Forbidden(
+            "project administration is disabled: start the service with GREENAUDIT_ADMIN_TOKEN set",
+            code="admin_disabled",
+        )
+    if not hmac.compare_digest(presented.encode(), configured.encode()):
+        raise Unauthorized("wrong admin token")

@@ -1,0 +1,77 @@
+"""Request dependencies: the database session, settings and the caller's identity."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from greenaudit.settings import Settings
+
+from .auth import (
+    Principal,
+    authenticate_key,
+    check_admin_token,
+    mark_key_used,
+    mark_key_used_in,
+    parse_bearer,
+)
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request: committed when the route returns, rolled back on error.
+
+    Requests that change data get a writer session; reads never take the SQLite write lock.
+    """
+    factory: sessionmaker[Session] = (
+        request.app.state.read_sessions
+        if request.method in READ_METHODS
+        else request.app.state.write_sessions
+    )
+    with factory() as session, session.begin():
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+AuthorizationHeader = Annotated[
+    str | None,
+    Header(description="`Bearer <project key>` (or the admin token on admin routes)"),
+]
+
+
+def get_principal(
+    request: Request, session: SessionDep, authorization: AuthorizationHeader = None
+) -> Principal:
+    principal, stale = authenticate_key(session, parse_bearer(authorization))
+    if stale:
+        # A writing request already holds the write lock, so it records the use itself; a
+        # read uses a short transaction of its own (waiting for the lock would self-deadlock).
+        if request.method in READ_METHODS:
+            mark_key_used(request.app.state.write_sessions, principal.key_id)
+        else:
+            mark_key_used_in(session, principal.key_id)
+    return principal
+
+
+def get_writer(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    principal.require_write()
+    return principal
+
+
+def require_admin(settings: SettingsDep, authorization: AuthorizationHeader = None) -> None:
+    check_admin_token(settings.admin_token, parse_bearer(authorization))
+
+
+ReaderDep = Annotated[Principal, Depends(get_principal)]
+WriterDep = Annotated[Principal, Depends(get_writer)]
+AdminDep = Annotated[None, Depends(require_admin)]

@@ -1,0 +1,132 @@
+"""The service's one error type and its handlers.
+
+Every error leaves the service as ``{"error": code, "detail": ...}``. Code below the routes raises
+:class:`GreenauditError` subclasses, never ``HTTPException``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger("greenaudit.api")
+
+
+class GreenauditError(Exception):
+    """An error with a stable code, a message for the user and an HTTP status."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, detail: Any, *, code: str | None = None, status_code: int | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        if status_code is not None:
+            self.status_code = status_code
+
+
+class NotFound(GreenauditError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(GreenauditError):
+    status_code = 409
+    code = "conflict"
+
+
+class Unauthorized(GreenauditError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(GreenauditError):
+    status_code = 403
+    code = "forbidden"
+
+
+class InvalidInput(GreenauditError):
+    status_code = 422
+    code = "validation_error"
+
+
+def _body(code: str, detail: Any) -> dict[str, Any]:
+    return {"error": code, "detail": detail}
+
+
+def _readable_validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    problems = []
+    for error in exc.errors():
+        # "ctx" may hold the raw exception object, which is not JSON; the message says it all.
+        problems.append(
+            {
+                "loc": [str(part) for part in error.get("loc", ())],
+                "msg": error.get("msg", ""),
+                "type": error.get("type", ""),
+            }
+        )
+    return problems
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every error, expected or not, through the one JSON shape."""
+
+    @app.exception_handler(GreenauditError)
+    async def _greenaudit_error(_request: Request, exc: GreenauditError) -> JSONResponse:
+        return JSONResponse(_body(exc.code, exc.detail), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(
+            _body("validation_error", _readable_validation_errors(exc)), status_code=422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            _body(code, exc.detail), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error", exc_info=exc)
+        return JSONResponse(
+            _body("internal_error", "an unexpected error occurred; it has been logged"),
+            status_code=500,
+        )
+
+
+#: OpenAPI description of the error shape, attached to every route.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": description,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"error": {"type": "string"}, "detail": {}},
+                    "required": ["error", "detail"],
+                },
+                "example": {"error": code, "detail": example},
+            }
+        },
+    }
+    for status, description, code, example in [
+        (401, "Missing, unknown or revoked key", "unauthorized", "unknown or revoked API key"),
+        (403, "Key lacks the scope", "forbidden", "this key is read-only"),
+        (404, "Not found in the key's project", "not_found", "run not found"),
+        (409, "Conflicts with stored data", "conflict", "energy sample (rank 0, seq 3) was "
+         "already stored with different content"),
+        (422, "Invalid input", "validation_error",
+         [{"loc": ["body", "samples", "0", "cpu_kwh"], "msg": "Input should be greater than "
+           "or equal to 0", "type": "greater_than_equal"}]),
+    ]
+}

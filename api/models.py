@@ -1,0 +1,208 @@
+"""SQLAlchemy models. Alembic migrations create these tables; nothing calls ``create_all``."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+NAME_LENGTH = 200
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend.
+
+    SQLite has no timezone type and hands back naive values; this puts UTC back on them so
+    the service never compares naive with aware times.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class Project(Base):
+    __tablename__ = "project"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
+    budget_kg_co2: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    keys: Mapped[list[ApiKey]] = relationship(back_populates="project")
+
+
+class ApiKey(Base):
+    __tablename__ = "api_key"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    # The public part of the key, used to find the row before the hash is compared.
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    scope: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+    project: Mapped[Project] = relationship(back_populates="keys")
+
+
+class Run(Base):
+    __tablename__ = "run"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    name: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    model_params: Mapped[int | None] = mapped_column(BigInteger)
+    flops: Mapped[float | None] = mapped_column(Float)
+    dataset: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    dataset_version: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    dataset_size: Mapped[int | None] = mapped_column(BigInteger)
+    task: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    primary_metric: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    parent_run_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("run.id", ondelete="SET NULL")
+    )
+    # "group" is an SQL keyword; the column is group_name, the API field is "group".
+    group_name: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    node: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    world_size: Mapped[int] = mapped_column(Integer, default=1)
+    hardware: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    country_iso: Mapped[str | None] = mapped_column(String(3))
+    carbon_intensity_g_per_kwh: Mapped[float] = mapped_column(Float)
+    carbon_intensity_source: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    pue: Mapped[float] = mapped_column(Float, default=1.0)
+    samples_processed: Mapped[int | None] = mapped_column(BigInteger)
+    total_steps: Mapped[int | None] = mapped_column(BigInteger)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index("ix_run_project_started", "project_id", "started_at"),
+        Index("ix_run_project_model", "project_id", "model"),
+        Index("ix_run_project_dataset", "project_id", "dataset"),
+        Index("ix_run_project_group", "project_id", "group_name"),
+    )
+
+
+class EnergySample(Base):
+    __tablename__ = "energy_sample"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"))
+    rank: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    t_start: Mapped[datetime]
+    t_end: Mapped[datetime]
+    # Kept beside the timestamps so durations and GPU-hours aggregate in portable SQL.
+    duration_s: Mapped[float] = mapped_column(Float)
+    cpu_kwh: Mapped[float | None] = mapped_column(Float)
+    gpu_kwh: Mapped[float | None] = mapped_column(Float)
+    ram_kwh: Mapped[float | None] = mapped_column(Float)
+    cpu_w: Mapped[float | None] = mapped_column(Float)
+    gpu_w: Mapped[float | None] = mapped_column(Float)
+    ram_w: Mapped[float | None] = mapped_column(Float)
+    cpu_method: Mapped[str | None] = mapped_column(String(16))
+    gpu_method: Mapped[str | None] = mapped_column(String(16))
+    ram_method: Mapped[str | None] = mapped_column(String(16))
+    gpu_count: Mapped[int] = mapped_column(Integer, default=0)
+    co2_kg: Mapped[float] = mapped_column(Float)
+    step: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        UniqueConstraint("run_id", "rank", "seq"),
+        Index("ix_energy_sample_run_t_start", "run_id", "t_start"),
+    )
+
+
+class MetricPoint(Base):
+    __tablename__ = "metric_point"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    step: Mapped[int] = mapped_column(BigInteger)
+    epoch: Mapped[int | None] = mapped_column(BigInteger)
+    value: Mapped[float] = mapped_column(Float)
+    time: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("run_id", "name", "step"),)
+
+
+class DatasetProfile(Base):
+    __tablename__ = "dataset_profile"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    version: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    num_classes: Mapped[int] = mapped_column(Integer)
+    sample_count: Mapped[int | None] = mapped_column(BigInteger)
+    class_counts: Mapped[list[int] | None] = mapped_column(JSON)
+    entropy_bits: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("project_id", "name", "version"),)

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from greenaudit.schemas import MeasurementMethod, RunKind, RunStatus
+
+
+class RunTotals(BaseModel):
+    """What a run has spent so far, summed over all its ranks and samples."""
+
+    energy_kwh: float = Field(description="cpu_kwh + gpu_kwh + ram_kwh")
+    cpu_kwh: float
+    gpu_kwh: float
+    ram_kwh: float
+    co2_kg: float = Field(description="energy_kwh x carbon intensity x PUE")
+    gpu_hours: float = Field(description="device-hours of the GPUs that were measured")
+    energy_samples: int
+    methods: dict[str, list[MeasurementMethod]] = Field(
+        description="measurement methods used, per component (cpu, gpu, ram)"
+    )
+    j_per_sample: float | None = Field(
+        description="joules per processed training sample, where the run reported "
+        "samples_processed"
+    )
+
+
+class RunOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    project_id: uuid.UUID
+    name: str | None
+    kind: RunKind
+    status: RunStatus
+    model: str | None
+    model_params: int | None
+    flops: float | None
+    dataset: str | None
+    dataset_version: str | None
+    dataset_size: int | None
+    task: str | None
+    primary_metric: str | None
+    parent_run_id: uuid.UUID | None
+    group: str | None = Field(validation_alias="group_name")
+    node: str | None
+    world_size: int
+    hardware: dict[str, Any]
+    country_iso: str | None
+    carbon_intensity_g_per_kwh: float
+    carbon_intensity_source: str
+    pue: float
+    samples_processed: int | None
+    total_steps: int | None
+    duration_s: float | None
+    error: str | None
+    meta: dict[str, Any]
+    started_at: datetime
+    ended_at: datetime | None
+    totals: RunTotals
+
+
+class RunFilters(BaseModel):
+    """Filters shared by run lists and totals. Every filter is an exact match."""
+
+    project: str | None = Field(default=None, description="project id or name (the key's own)")
+    model: str | None = None
+    dataset: str | None = None
+    task: str | None = None
+    status: RunStatus | None = None
+    group: str | None = None
+    kind: RunKind | None = None
+    started_after: datetime | None = Field(default=None, description="inclusive, ISO 8601")
+    started_before: datetime | None = Field(default=None, description="exclusive, ISO 8601")
+
+
+class EnergySampleOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    rank: int
+    seq: int
+    t_start: datetime
+    t_end: datetime
+    duration_s: float
+    cpu_kwh: float | None
+    gpu_kwh: float | None
+    ram_kwh: float | None
+    cpu_w: float | None
+    gpu_w: float | None
+    ram_w: float | None
+    cpu_method: MeasurementMethod | None
+    gpu_method: MeasurementMethod | None
+    ram_method: MeasurementMethod | None
+    gpu_count: int
+    co2_kg: float
+    step: int | None
+
+
+class MetricPointOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    step: int
+    epoch: int | None
+    value: float
+    time: datetime

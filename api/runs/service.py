@@ -1,0 +1,354 @@
+"""Runs: create, update, finish, batch ingestion and reading back."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from greenaudit.schemas import (
+    BatchResult,
+    EnergyBatch,
+    EnergySampleIn,
+    MetricBatch,
+    MetricPointIn,
+    Page,
+    RunCreate,
+    RunFinish,
+    RunStatus,
+    RunUpdate,
+)
+
+from ..auth import Principal
+from ..errors import Conflict, InvalidInput, NotFound
+from ..models import EnergySample, MetricPoint, Run
+from . import repository
+from .schemas import EnergySampleOut, MetricPointOut, RunFilters, RunOut, RunTotals
+
+G_PER_KG = 1000.0
+J_PER_KWH = 3.6e6
+# Fields that say which run this is: a re-sent create must agree on them.
+IDENTITY_FIELDS = ("name", "kind", "model", "dataset", "task", "parent_run_id", "group")
+SAMPLE_FIELDS = tuple(f for f in EnergySampleIn.model_fields if f not in ("rank", "seq"))
+POINT_FIELDS = ("epoch", "value", "time")
+
+
+def get_run(session: Session, caller: Principal, run_id: uuid.UUID) -> Run:
+    """The run, if it belongs to the caller's project; otherwise 404, never 403."""
+    run = session.get(Run, run_id)
+    if run is None or run.project_id != caller.project_id:
+        raise NotFound(f"run {run_id} not found")
+    return run
+
+
+def _with_totals(session: Session, runs: Sequence[Run]) -> list[RunOut]:
+    ids = [run.id for run in runs]
+    energy = repository.energy_totals_per_run(ids)
+    totals_rows = {row.run_id: row for row in session.execute(select(energy))} if ids else {}
+    methods = repository.methods_by_run(session, ids)
+    result = []
+    for run in runs:
+        row = totals_rows.get(run.id)
+        cpu, gpu, ram = (row.cpu_kwh, row.gpu_kwh, row.ram_kwh) if row else (0.0, 0.0, 0.0)
+        energy = cpu + gpu + ram
+        totals = RunTotals(
+            energy_kwh=energy,
+            cpu_kwh=cpu,
+            gpu_kwh=gpu,
+            ram_kwh=ram,
+            co2_kg=row.co2_kg if row else 0.0,
+            gpu_hours=row.gpu_hours if row else 0.0,
+            energy_samples=row.energy_samples if row else 0,
+            methods={c: sorted(m) for c, m in methods[run.id].items()},  # type: ignore[misc]
+            j_per_sample=(
+                energy * J_PER_KWH / run.samples_processed if run.samples_processed else None
+            ),
+        )
+        result.append(RunOut.model_validate({**_run_fields(run), "totals": totals}))
+    return result
+
+
+def _run_fields(run: Run) -> dict[str, Any]:
+    fields = {
+        name: getattr(run, name) for name in RunOut.model_fields if name not in ("group", "totals")
+    }
+    fields["group_name"] = run.group_name
+    return fields
+
+
+def run_detail(session: Session, caller: Principal, run_id: uuid.UUID) -> RunOut:
+    return _with_totals(session, [get_run(session, caller, run_id)])[0]
+
+
+def create_run(session: Session, caller: Principal, body: RunCreate) -> tuple[RunOut, bool]:
+    """Create a run, or return the one a retried request already made.
+
+    Returns the run and whether it was created now.
+    """
+    if body.project is not None:
+        check_project_filter(session, caller, RunFilters(project=body.project))
+    existing = session.get(Run, body.id)
+    if existing is not None:
+        if existing.project_id != caller.project_id:
+            raise Conflict(f"run id {body.id} is already in use; generate a new UUID")
+        stored = {**_run_fields(existing), "group": existing.group_name}
+        differing = [f for f in IDENTITY_FIELDS if stored[f] != _identity_value(body, f)]
+        if differing:
+            raise Conflict(
+                f"run {body.id} already exists with different {', '.join(differing)}"
+            )
+        return _with_totals(session, [existing])[0], False
+
+    if body.parent_run_id is not None:
+        parent = session.get(Run, body.parent_run_id)
+        if parent is None or parent.project_id != caller.project_id:
+            raise NotFound(f"parent run {body.parent_run_id} not found")
+
+    run = Run(
+        id=body.id,
+        project_id=caller.project_id,
+        name=body.name,
+        kind=body.kind.value,
+        status=RunStatus.running.value,
+        model=body.model,
+        model_params=body.model_params,
+        flops=body.flops,
+        dataset=body.dataset,
+        dataset_version=body.dataset_version,
+        dataset_size=body.dataset_size,
+        task=body.task,
+        primary_metric=body.primary_metric,
+        parent_run_id=body.parent_run_id,
+        group_name=body.group,
+        node=body.hardware.node,
+        world_size=body.hardware.world_size,
+        hardware=body.hardware.model_dump(mode="json"),
+        country_iso=body.country_iso,
+        carbon_intensity_g_per_kwh=body.carbon_intensity_g_per_kwh,
+        carbon_intensity_source=body.carbon_intensity_source,
+        pue=body.pue,
+        meta=body.meta,
+        started_at=body.started_at,
+    )
+    session.add(run)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        # Another request created the same id a moment ago: answer as for a retry.
+        if run in session:
+            session.expunge(run)
+        return create_run(session, caller, body)
+    return _with_totals(session, [run])[0], True
+
+
+def _identity_value(body: RunCreate, field: str) -> Any:
+    value = getattr(body, field)
+    return value.value if hasattr(value, "value") else value
+
+
+def update_run(session: Session, caller: Principal, run_id: uuid.UUID, body: RunUpdate) -> RunOut:
+    run = get_run(session, caller, run_id)
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    meta = changes.pop("meta", None)
+    for field, value in changes.items():
+        setattr(run, field, value)
+    if meta:
+        run.meta = {**run.meta, **meta}
+    return _with_totals(session, [run])[0]
+
+
+def finish_run(session: Session, caller: Principal, run_id: uuid.UUID, body: RunFinish) -> RunOut:
+    run = get_run(session, caller, run_id)
+    terminal = (RunStatus.finished.value, RunStatus.failed.value)
+    if run.status in terminal and (run.status, run.ended_at) != (body.status.value, body.ended_at):
+        raise Conflict(f"run {run_id} has already ended as {run.status} at {run.ended_at}")
+    if body.ended_at < run.started_at:
+        raise InvalidInput("ended_at is before the run's started_at")
+    run.status = body.status.value
+    run.ended_at = body.ended_at
+    run.duration_s = body.duration_s
+    run.error = body.error
+    return _with_totals(session, [run])[0]
+
+
+def _conflict_detail(kind: str, key: str, stored: Any, sent: Any, fields: Sequence[str]) -> str:
+    differing = [f for f in fields if getattr(stored, f) != sent[f]]
+    return (
+        f"{kind} {key} was already stored with different content "
+        f"({', '.join(differing)}); a re-sent item must be identical"
+    )
+
+
+def _sample_values(sample: EnergySampleIn) -> dict[str, Any]:
+    values = sample.model_dump()
+    for component in ("cpu", "gpu", "ram"):
+        method = values[f"{component}_method"]
+        values[f"{component}_method"] = method.value if method is not None else None
+    return values
+
+
+def ingest_energy(
+    session: Session, caller: Principal, run_id: uuid.UUID, batch: EnergyBatch
+) -> BatchResult:
+    """Store a batch of energy samples in one transaction; re-sent samples change nothing.
+
+    A sample whose (rank, seq) is stored with different content rejects the whole batch.
+    """
+    run = get_run(session, caller, run_id)
+    sent: dict[tuple[int, int], dict[str, Any]] = {}
+    for index, sample in enumerate(batch.samples):
+        key = (sample.rank, sample.seq)
+        values = _sample_values(sample)
+        if key in sent and sent[key] != values:
+            raise InvalidInput(
+                f"samples[{index}] repeats (rank {key[0]}, seq {key[1]}) with different content"
+            )
+        sent[key] = values
+    kg_per_kwh = run.carbon_intensity_g_per_kwh / G_PER_KG * run.pue
+
+    def attempt() -> BatchResult:
+        ranks = {rank for rank, _ in sent}
+        seqs = [seq for _, seq in sent]
+        stored = {
+            (row.rank, row.seq): row
+            for row in session.scalars(
+                repository.stored_samples(run.id, ranks, min(seqs), max(seqs))
+            )
+        }
+        new_rows = []
+        for key, values in sent.items():
+            row = stored.get(key)
+            if row is not None:
+                if any(getattr(row, f) != values[f] for f in SAMPLE_FIELDS):
+                    raise Conflict(
+                        _conflict_detail(
+                            "energy sample", f"(rank {key[0]}, seq {key[1]})", row, values,
+                            SAMPLE_FIELDS,
+                        )
+                    )
+                continue
+            energy = sum(values[f"{c}_kwh"] or 0.0 for c in ("cpu", "gpu", "ram"))
+            duration = (values["t_end"] - values["t_start"]).total_seconds()
+            new_rows.append(
+                {**values, "run_id": run.id, "duration_s": duration,
+                 "co2_kg": energy * kg_per_kwh}
+            )
+        if new_rows:
+            with session.begin_nested():
+                session.execute(insert(EnergySample), new_rows)
+        return BatchResult(inserted=len(new_rows), duplicates=len(batch.samples) - len(new_rows))
+
+    return _retry_once_on_race(session, attempt)
+
+
+def ingest_metrics(
+    session: Session, caller: Principal, run_id: uuid.UUID, batch: MetricBatch
+) -> BatchResult:
+    """Store a batch of metric points in one transaction; re-sent points change nothing."""
+    run = get_run(session, caller, run_id)
+    sent: dict[tuple[str, int], dict[str, Any]] = {}
+    for index, point in enumerate(batch.points):
+        key = (point.name, point.step)
+        values = point.model_dump()
+        if key in sent and sent[key] != values:
+            raise InvalidInput(
+                f"points[{index}] repeats ({point.name!r}, step {point.step}) with different "
+                "content"
+            )
+        sent[key] = values
+
+    def attempt() -> BatchResult:
+        names = {name for name, _ in sent}
+        steps = [step for _, step in sent]
+        stored = {
+            (row.name, row.step): row
+            for row in session.scalars(
+                repository.stored_points(run.id, names, min(steps), max(steps))
+            )
+        }
+        new_rows = []
+        for key, values in sent.items():
+            row = stored.get(key)
+            if row is not None:
+                if any(getattr(row, f) != values[f] for f in POINT_FIELDS):
+                    raise Conflict(
+                        _conflict_detail(
+                            "metric point", f"({key[0]!r}, step {key[1]})", row, values,
+                            POINT_FIELDS,
+                        )
+                    )
+                continue
+            new_rows.append({**values, "run_id": run.id})
+        if new_rows:
+            with session.begin_nested():
+                session.execute(insert(MetricPoint), new_rows)
+        return BatchResult(inserted=len(new_rows), duplicates=len(batch.points) - len(new_rows))
+
+    return _retry_once_on_race(session, attempt)
+
+
+def _retry_once_on_race(session: Session, attempt: Any) -> BatchResult:
+    """Run ``attempt``; if a concurrent request stored one of its keys first, look again.
+
+    The savepoint inside ``attempt`` has already undone the partial insert, so the second
+    look sees the other request's rows and treats them as duplicates (or conflicts).
+    """
+    try:
+        result: BatchResult = attempt()
+    except IntegrityError:
+        session.expire_all()
+        result = attempt()
+    return result
+
+
+def list_runs(
+    session: Session, caller: Principal, filters: RunFilters, limit: int, offset: int
+) -> Page[RunOut]:
+    check_project_filter(session, caller, filters)
+    query = repository.runs_matching(caller.project_id, filters)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    runs = session.scalars(
+        query.order_by(Run.started_at.desc(), Run.id).limit(limit).offset(offset)
+    ).all()
+    return Page[RunOut](items=_with_totals(session, runs), total=total, limit=limit, offset=offset)
+
+
+def check_project_filter(session: Session, caller: Principal, filters: RunFilters) -> None:
+    if filters.project is not None and session.scalar(
+        repository.project_matching(caller.project_id, filters.project)
+    ) is None:
+        raise NotFound(f"project {filters.project!r} not found")
+
+
+def energy_of_run(
+    session: Session, caller: Principal, run_id: uuid.UUID, limit: int, offset: int
+) -> Page[EnergySampleOut]:
+    run = get_run(session, caller, run_id)
+    query = repository.energy_series(run.id)
+    total = session.scalar(
+        select(func.count()).select_from(EnergySample).where(EnergySample.run_id == run.id)
+    ) or 0
+    rows = session.scalars(query.limit(limit).offset(offset)).all()
+    return Page[EnergySampleOut](
+        items=[EnergySampleOut.model_validate(r) for r in rows],
+        total=total, limit=limit, offset=offset,
+    )
+
+
+def metrics_of_run(
+    session: Session, caller: Principal, run_id: uuid.UUID, name: str | None, limit: int,
+    offset: int,
+) -> Page[MetricPointOut]:
+    run = get_run(session, caller, run_id)
+    query = repository.metric_series(run.id, name)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.limit(limit).offset(offset)).all()
+    return Page[MetricPointOut](
+        items=[MetricPointOut.model_validate(r) for r in rows],
+        total=total, limit=limit, offset=offset,
+    )

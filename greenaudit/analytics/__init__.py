@@ -1,0 +1,1 @@
+"""Pure analytics: arrays in, numbers or result dataclasses out, no I/O."""

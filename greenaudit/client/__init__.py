@@ -1,0 +1,1 @@
+"""The client hook: measurement sources, spool and transport, and the run API."""

@@ -1,0 +1,158 @@
+"""GPU energy straight from NVML, for the devices this process may use.
+
+``pynvml`` (the ``nvidia-ml-py`` distribution, extra ``gpu``) is imported lazily, when a run
+starts, never at import. Any NVML failure means "no GPU measured", never an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from greenaudit.schemas import MeasurementMethod
+
+logger = logging.getLogger("greenaudit")
+
+MJ_PER_KWH = 3.6e9  # NVML's energy counter is in millijoules.
+MW_PER_W = 1000.0
+
+
+@dataclass(frozen=True)
+class GpuInterval:
+    """Energy the measured GPUs used over one interval."""
+
+    kwh: float
+    mean_w: float
+    method: MeasurementMethod
+    device_count: int
+
+
+@dataclass
+class _Device:
+    handle: Any
+    has_counter: bool
+    last_mj: int = 0
+    last_mw: float = 0.0
+
+
+def visible_device_selectors(environ: dict[str, str] | None = None) -> list[str] | None:
+    """The devices ``CUDA_VISIBLE_DEVICES`` names, or ``None`` when it is unset (all devices).
+
+    Entries are indices (``"0,2"``) or UUIDs (``"GPU-…"``, ``"MIG-…"``). An empty value, or
+    ``-1``, hides every device. CUDA ignores everything from the first invalid entry on.
+    """
+    environ = os.environ if environ is None else environ
+    raw = environ.get("CUDA_VISIBLE_DEVICES")
+    if raw is None:
+        return None
+    selectors = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part or part.startswith("-"):
+            break
+        selectors.append(part)
+    return selectors
+
+
+class NvmlGpuMeter:
+    """Reads the energy of the visible NVIDIA GPUs between calls to :meth:`read`."""
+
+    def __init__(self) -> None:
+        self._nvml: Any = None
+        self._devices: list[_Device] = []
+        self._last_read = 0.0
+        self.model: str | None = None
+
+    @property
+    def device_count(self) -> int:
+        return len(self._devices)
+
+    def start(self) -> bool:
+        """Find the visible devices and take a first reading. Returns whether any was found."""
+        try:
+            import pynvml
+        except ImportError:
+            return False
+        try:
+            pynvml.nvmlInit()
+        except Exception:  # NVMLError and driver-library load failures alike: no GPU here.
+            return False
+        self._nvml = pynvml
+        try:
+            self._devices = [self._open(handle) for handle in self._handles()]
+            if self._devices:
+                name = pynvml.nvmlDeviceGetName(self._devices[0].handle)
+                self.model = name.decode() if isinstance(name, bytes) else str(name)
+        except Exception as error:
+            logger.warning("greenaudit: NVML could not list GPUs (%s); GPU energy not measured",
+                           error)
+            self._devices = []
+        self._last_read = time.monotonic()
+        if not self._devices:
+            self.close()
+        return bool(self._devices)
+
+    def _handles(self) -> list[Any]:
+        nvml = self._nvml
+        selectors = visible_device_selectors()
+        if selectors is None:
+            return [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
+        handles = []
+        for selector in selectors:
+            if selector.isdigit():
+                handles.append(nvml.nvmlDeviceGetHandleByIndex(int(selector)))
+            else:
+                handles.append(nvml.nvmlDeviceGetHandleByUUID(selector))
+        return handles
+
+    def _open(self, handle: Any) -> _Device:
+        nvml = self._nvml
+        try:
+            return _Device(handle, True, last_mj=int(nvml.nvmlDeviceGetTotalEnergyConsumption(handle)))
+        except Exception:
+            # Pre-Volta GPUs and some virtualised ones have no counter: integrate power instead.
+            return _Device(handle, False, last_mw=float(nvml.nvmlDeviceGetPowerUsage(handle)))
+
+    def read(self) -> GpuInterval | None:
+        """Energy since the previous reading, or ``None`` when no GPU is measured."""
+        if not self._devices:
+            return None
+        now = time.monotonic()
+        elapsed = now - self._last_read
+        self._last_read = now
+        total_kwh = 0.0
+        integrated = False
+        for device in self._devices:
+            try:
+                if device.has_counter:
+                    mj = int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(device.handle))
+                    total_kwh += max(mj - device.last_mj, 0) / MJ_PER_KWH
+                    device.last_mj = mj
+                else:
+                    mw = float(self._nvml.nvmlDeviceGetPowerUsage(device.handle))
+                    # Trapezoid between this reading and the previous one.
+                    mean_w = (mw + device.last_mw) / 2 / MW_PER_W
+                    total_kwh += mean_w * elapsed / 3.6e6
+                    device.last_mw = mw
+                    integrated = True
+            except Exception as error:
+                logger.warning("greenaudit: NVML read failed (%s); GPU energy not measured", error)
+                self.close()
+                return None
+        return GpuInterval(
+            kwh=total_kwh,
+            mean_w=total_kwh * 3.6e6 / elapsed if elapsed > 0 else 0.0,
+            method=MeasurementMethod.nvml_power if integrated else MeasurementMethod.nvml_counter,
+            device_count=len(self._devices),
+        )
+
+    def close(self) -> None:
+        if self._nvml is not None:
+            try:
+                self._nvml.nvmlShutdown()
+            except Exception:
+                pass
+        self._nvml = None
+        self._devices = []

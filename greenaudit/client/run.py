@@ -1,0 +1,463 @@
+"""The public client API: ``track``, ``run``, ``current_run`` and the :class:`Run` they give."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+from pydantic import ValidationError
+
+from greenaudit.schemas import RunKind
+from greenaudit.settings import Settings
+
+from . import environment
+from .measure import (
+    CarbonIntensity,
+    EnergyMeter,
+    resolve_carbon_intensity,
+    warm_up_in_background,
+)
+from .sender import RunSender
+from .spool import RunSpool
+
+logger = logging.getLogger("greenaudit")
+
+F = TypeVar("F", bound=Callable[..., Any])
+G_PER_KG = 1000.0
+SECONDS_PER_HOUR = 3600.0
+SETTABLE = frozenset(
+    {"model_params", "flops", "dataset_size", "samples_processed", "total_steps", "dataset",
+     "dataset_version"}
+)
+_current: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
+    "greenaudit_run", default=None
+)
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, message: str, *args: Any) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        logger.warning(message, *args)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished run cost, as measured by this process.
+
+    Attributes:
+        run_id: The run's UUID on the service.
+        status: ``finished`` or ``failed``.
+        duration_s: Wall-clock seconds from start to finish.
+        energy_kwh: ``cpu_kwh + gpu_kwh + ram_kwh``, in kilowatt-hours.
+        co2_kg: ``energy_kwh × carbon_intensity_g_per_kwh / 1000 × pue``, kg CO2e.
+        gpu_hours: Device-hours of the GPUs measured.
+        measured_s: Seconds covered by energy samples. Less than ``duration_s`` when the
+            run ended before hardware detection (seconds, once per process) was done.
+        methods: How each component was measured, e.g. ``{"cpu": "codecarbon"}``.
+        delivered: Whether everything reached the service.
+        spool_path: Where the data waits on disk when it was not delivered.
+    """
+
+    run_id: str
+    status: str
+    duration_s: float
+    energy_kwh: float
+    cpu_kwh: float
+    gpu_kwh: float
+    ram_kwh: float
+    co2_kg: float
+    gpu_hours: float
+    measured_s: float
+    carbon_intensity_g_per_kwh: float
+    carbon_intensity_source: str
+    pue: float
+    methods: dict[str, str] = field(default_factory=dict)
+    delivered: bool = False
+    spool_path: str | None = None
+
+
+class Run:
+    """One measured run. Use it as a context manager, or call :meth:`start` and :meth:`finish`.
+
+    Example:
+        >>> import greenaudit
+        >>> with greenaudit.run(model="mlp-64", dataset="digits") as run:  # doctest: +SKIP
+        ...     for epoch in range(3):
+        ...         run.log(epoch=epoch, accuracy=0.9 + epoch / 100)
+        >>> run.result.energy_kwh  # doctest: +SKIP
+        1.2e-05
+    """
+
+    def __init__(
+        self,
+        project: str | None = None,
+        model: str | None = None,
+        dataset: str | None = None,
+        task: str | None = None,
+        *,
+        name: str | None = None,
+        kind: str = "train",
+        group: str | None = None,
+        parent_run_id: str | uuid.UUID | None = None,
+        primary_metric: str | None = None,
+        dataset_version: str | None = None,
+        run_id: str | uuid.UUID | None = None,
+        settings: Settings | None = None,
+        **meta: Any,
+    ) -> None:
+        self.id = str(run_id or uuid.uuid4())
+        self._fields: dict[str, Any] = {
+            "project": project, "model": model, "dataset": dataset, "task": task,
+            "name": name, "kind": kind, "group": group,
+            "parent_run_id": str(parent_run_id) if parent_run_id else None,
+            "primary_metric": primary_metric, "dataset_version": dataset_version,
+        }
+        self._meta = meta
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._totals = {"cpu_kwh": 0.0, "gpu_kwh": 0.0, "ram_kwh": 0.0, "gpu_s": 0.0,
+                        "measured_s": 0.0}
+        self._methods: dict[str, str] = {}
+        self._log_calls = 0
+        self._last_step: int | None = None
+        self._started = self._finished = False
+        self._active = False
+        self._token: contextvars.Token[Run | None] | None = None
+        self.result: RunResult | None = None
+
+    # Life cycle -------------------------------------------------------------------------
+
+    def start(self) -> Run:
+        """Start measuring. Returns the run itself. Never raises."""
+        if self._started:
+            return self
+        self._started = True
+        self._t0 = time.monotonic()
+        self._started_at = datetime.now(timezone.utc)
+        try:
+            settings = self._settings or Settings()
+            kind = RunKind(self._fields["kind"]).value
+        except (ValidationError, ValueError) as error:
+            _warn_once("settings", "greenaudit: run not measured, invalid configuration: %s",
+                       error)
+            return self
+        self._fields["kind"] = kind
+        self._settings = settings
+        self._placement = environment.placement()
+        self._spool = RunSpool(settings.spool_path, self.id)
+        self._ready = threading.Event()
+        self._carbon = CarbonIntensity(0.0, "unknown", settings.country)
+        self._meter = EnergyMeter(
+            settings, rank=self._placement.rank, on_sample=self._on_sample,
+            current_step=lambda: self._last_step,
+        )
+        self._sender = RunSender(settings, self._spool, self._create_body, self._ready)
+        # Carbon intensity and hardware detection are slow on first use; they run beside
+        # the training, which has already started.
+        threading.Thread(target=self._prepare, name="greenaudit-prepare", daemon=True).start()
+        self._sender.start()
+        self._active = True
+        return self
+
+    def _prepare(self) -> None:
+        try:
+            self._carbon = resolve_carbon_intensity(self._settings)  # type: ignore[arg-type]
+        except Exception as error:
+            _warn_once("carbon", "greenaudit: carbon intensity unavailable (%s)", error)
+        try:
+            self._meter.start()
+        finally:
+            self._ready.set()
+
+    def finish(self, error: BaseException | None = None) -> RunResult | None:
+        """Stop measuring, send what is left and return the :class:`RunResult`. Never raises."""
+        if self._finished or not self._started:
+            return self.result
+        self._finished = True
+        if not self._active:
+            return None
+        try:
+            return self._finish(error)
+        except Exception:
+            logger.exception("greenaudit: could not finish run %s cleanly", self.id)
+            return None
+
+    def _finish(self, error: BaseException | None) -> RunResult:
+        settings = cast(Settings, self._settings)
+        duration_s = time.monotonic() - self._t0
+        ended_at = datetime.now(timezone.utc)
+        self._ready.wait(settings.flush_timeout_s)
+        self._meter.stop(settings.flush_timeout_s)
+        status = "failed" if error is not None else "finished"
+        self._sender.submit("finish_run", {
+            "status": status, "ended_at": ended_at.isoformat(), "duration_s": duration_s,
+            "error": f"{type(error).__name__}: {error}"[:4000] if error is not None else None,
+        })
+        delivered = self._sender.close(settings.flush_timeout_s)
+        self.result = self._make_result(status, duration_s, delivered)
+        if not delivered:
+            self._explain_spool()
+        return self.result
+
+    def _explain_spool(self) -> None:
+        settings = cast(Settings, self._settings)
+        if not settings.url or not settings.api_key:
+            missing = "GREENAUDIT_URL" if not settings.url else "GREENAUDIT_API_KEY"
+            _warn_once("no-service", "greenaudit: no service configured (%s is unset); "
+                       "run %s was measured and kept in %s. Send it later with "
+                       "`GREENAUDIT_URL=... GREENAUDIT_API_KEY=... greenaudit flush`.",
+                       missing, self.id, self._spool.path)
+        else:
+            logger.warning("greenaudit: run %s could not be delivered to %s (%s); it is kept "
+                           "in %s. Send it later with `greenaudit flush`.", self.id,
+                           settings.url, self._sender.last_error, self._spool.path)
+
+    def _make_result(self, status: str, duration_s: float, delivered: bool) -> RunResult:
+        with self._lock:
+            totals = dict(self._totals)
+            methods = dict(self._methods)
+        energy = totals["cpu_kwh"] + totals["gpu_kwh"] + totals["ram_kwh"]
+        settings = cast(Settings, self._settings)
+        return RunResult(
+            run_id=self.id, status=status, duration_s=duration_s, energy_kwh=energy,
+            cpu_kwh=totals["cpu_kwh"], gpu_kwh=totals["gpu_kwh"], ram_kwh=totals["ram_kwh"],
+            co2_kg=energy * self._carbon.g_per_kwh / G_PER_KG * settings.pue,
+            gpu_hours=totals["gpu_s"] / SECONDS_PER_HOUR, measured_s=totals["measured_s"],
+            carbon_intensity_g_per_kwh=self._carbon.g_per_kwh,
+            carbon_intensity_source=self._carbon.source, pue=settings.pue, methods=methods,
+            delivered=delivered, spool_path=None if delivered else str(self._spool.path),
+        )
+
+    def __enter__(self) -> Run:
+        self.start()
+        self._token = _current.set(self)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
+        self.finish(exc)
+
+    # What the training code reports ---------------------------------------------------------
+
+    def log(self, step: int | None = None, epoch: int | None = None, **metrics: Any) -> None:
+        """Record metric values at a step, e.g. ``run.log(epoch=3, accuracy=0.95)``.
+
+        ``step`` defaults to ``epoch`` when only that is given, else to the number of earlier
+        ``log`` calls. Values are checked and sent off the training thread.
+        """
+        if not self._active or self._finished:
+            return
+        if step is None:
+            step = epoch if epoch is not None else self._log_calls
+        self._log_calls += 1
+        self._last_step = step
+        now = time.time()
+        for name, value in metrics.items():
+            self._sender.submit(
+                "metric", {"name": name, "step": step, "epoch": epoch, "value": value, "time": now}
+            )
+
+    def set(self, **facts: Any) -> None:
+        """Record facts about the run: ``model_params``, ``flops`` (training FLOPs),
+        ``dataset_size`` (samples), ``samples_processed``, ``total_steps``, ``dataset``,
+        ``dataset_version``."""
+        if not self._active or self._finished:
+            return
+        unknown = set(facts) - SETTABLE
+        if unknown:
+            _warn_once(f"set:{sorted(unknown)}", "greenaudit: run.set ignores unknown fields %s; "
+                       "known: %s", sorted(unknown), sorted(SETTABLE))
+        known = {k: v for k, v in facts.items() if k in SETTABLE and v is not None}
+        if known:
+            self._sender.submit("update_run", known)
+
+    def dataset_profile(
+        self,
+        labels: Iterable[Any] | None = None,
+        class_counts: Iterable[int] | None = None,
+        num_classes: int | None = None,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+    ) -> None:
+        """Record the label distribution of the evaluation split, for NoFADE.
+
+        Give one of ``labels`` (one label per sample), ``class_counts`` (samples, pixels or
+        instances per class) or ``num_classes`` (uniform). ``name`` defaults to the run's
+        dataset.
+        """
+        if not self._active or self._finished:
+            return
+        dataset = name or self._fields["dataset"]
+        given = [x is not None for x in (labels, class_counts, num_classes)]
+        if dataset is None or sum(given) != 1:
+            _warn_once("profile", "greenaudit: dataset_profile needs a dataset name and exactly "
+                       "one of labels, class_counts or num_classes; ignored")
+            return
+        body: dict[str, Any] = {"name": dataset,
+                                "version": version or self._fields["dataset_version"] or "default"}
+        if labels is not None:
+            counts = Counter(labels)
+            body["class_counts"] = [int(counts[k]) for k in sorted(counts, key=repr)]
+        elif class_counts is not None:
+            body["class_counts"] = [int(c) for c in class_counts]
+        else:
+            body["num_classes"] = int(cast(int, num_classes))
+        self._sender.submit("dataset_profile", body)
+
+    # Called from the meter thread -------------------------------------------------------
+
+    def _on_sample(self, sample: dict[str, Any]) -> None:
+        with self._lock:
+            for component in ("cpu", "gpu", "ram"):
+                kwh = sample.get(f"{component}_kwh")
+                if kwh is not None:
+                    self._totals[f"{component}_kwh"] += kwh
+                    self._methods[component] = sample[f"{component}_method"]
+            t_start = datetime.fromisoformat(sample["t_start"])
+            t_end = datetime.fromisoformat(sample["t_end"])
+            seconds = (t_end - t_start).total_seconds()
+            self._totals["gpu_s"] += seconds * sample["gpu_count"]
+            self._totals["measured_s"] += seconds
+        self._sender.submit("energy", sample)
+
+    def _create_body(self) -> dict[str, Any]:
+        placement = self._placement
+        fields = {k: v for k, v in self._fields.items() if v is not None}
+        return {
+            "id": self.id,
+            **fields,
+            "hardware": {
+                "node": placement.node,
+                "rank": placement.rank,
+                "local_rank": placement.local_rank,
+                "world_size": placement.world_size,
+                "cpu_model": environment.cpu_model(),
+                "cpu_count": os.cpu_count(),
+                "gpu_model": self._meter.gpu_model,
+                "gpu_count": self._meter.gpu_count,
+                "ram_total_gb": environment.ram_total_gb(),
+            },
+            "country_iso": self._carbon.country_iso,
+            "carbon_intensity_g_per_kwh": self._carbon.g_per_kwh,
+            "carbon_intensity_source": self._carbon.source,
+            "pue": cast(Settings, self._settings).pue,
+            "started_at": self._started_at.isoformat(),
+            "meta": self._meta,
+        }
+
+
+def run(
+    project: str | None = None,
+    model: str | None = None,
+    dataset: str | None = None,
+    task: str | None = None,
+    **options: Any,
+) -> Run:
+    """A new :class:`Run`; use it as ``with greenaudit.run(...) as run:``.
+
+    Keyword options: ``name``, ``kind`` (train, finetune, eval, inference, search-trial),
+    ``group``, ``parent_run_id``, ``primary_metric``, ``dataset_version``, ``run_id``,
+    ``settings``; any other keyword is stored as run metadata.
+    """
+    return Run(project, model, dataset, task, **options)
+
+
+def current_run() -> Run | None:
+    """The run active in this context (inside a tracked function or block), else ``None``."""
+    return _current.get()
+
+
+class _Tracking:
+    """What ``track(...)`` returns: a decorator and a context manager at once."""
+
+    def __init__(self, args: tuple[Any, ...], options: dict[str, Any]) -> None:
+        self._args = args
+        self._options = options
+        self._runs: list[Run] = []
+
+    def __call__(self, fn: F) -> F:
+        try:
+            warm_up_in_background(self._options.get("settings"))
+        except Exception:  # invalid settings: the run reports them when it starts
+            pass
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                tracked = run(*self._args, **self._options)
+                token = _current.set(tracked.start())
+                error: BaseException | None = None
+                try:
+                    return await fn(*args, **kwargs)
+                except BaseException as caught:
+                    error = caught
+                    raise
+                finally:
+                    _current.reset(token)
+                    async_wrapper.last_run = tracked  # type: ignore[attr-defined]
+                    # Finishing waits for delivery; keep it off the event loop.
+                    await asyncio.to_thread(tracked.finish, error)
+
+            async_wrapper.last_run = None  # type: ignore[attr-defined]
+            return cast(F, async_wrapper)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with run(*self._args, **self._options) as tracked:
+                # The latest call's Run; its .result is filled when the call returns.
+                wrapper.last_run = tracked  # type: ignore[attr-defined]
+                return fn(*args, **kwargs)
+
+        wrapper.last_run = None  # type: ignore[attr-defined]
+        return cast(F, wrapper)
+
+    def __enter__(self) -> Run:
+        tracked = run(*self._args, **self._options)
+        self._runs.append(tracked)
+        return tracked.__enter__()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._runs.pop().__exit__(exc_type, exc, tb)
+
+
+def track(*args: Any, **options: Any) -> Any:
+    """Measure a training function (sync or async) or a block, as one run.
+
+    Use ``@greenaudit.track``, ``@greenaudit.track(model=..., dataset=...)`` or
+    ``with greenaudit.track(...) as run:``. Takes the arguments of :func:`run`. Inside, use
+    :func:`current_run` to log metrics. The hook never raises into the training code.
+
+    Example:
+        >>> import greenaudit
+        >>> @greenaudit.track(model="mlp-64", dataset="digits", task="classification")
+        ... def train():
+        ...     run = greenaudit.current_run()
+        ...     for epoch in range(3):
+        ...         run.log(epoch=epoch, accuracy=0.9)
+    """
+    if len(args) == 1 and callable(args[0]) and not options:
+        return _Tracking((), {})(args[0])
+    return _Tracking(args, options)

@@ -1,0 +1,305 @@
+"""Wire schemas shared by the client hook and the service.
+
+Units are part of every field name: ``_kwh`` kilowatt-hours, ``_w`` watts, ``_kg`` kilograms of
+CO2-equivalent, ``_s`` seconds, ``_g_per_kwh`` grams of CO2-equivalent per kilowatt-hour.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Annotated, Any, Generic, TypeVar
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+#: Most energy samples or metric points accepted in one batch request.
+MAX_BATCH_ITEMS = 5000
+#: Longest name (run, model, dataset, metric, group ...) accepted.
+MAX_NAME_LENGTH = 200
+
+
+class RunKind(str, Enum):
+    """What a run did."""
+
+    train = "train"
+    finetune = "finetune"
+    eval = "eval"
+    inference = "inference"
+    search_trial = "search-trial"
+
+
+class RunStatus(str, Enum):
+    """Where a run is in its life. ``crashed`` is set by the service when heartbeats stop."""
+
+    running = "running"
+    finished = "finished"
+    failed = "failed"
+    crashed = "crashed"
+
+
+class MeasurementMethod(str, Enum):
+    """How one component's energy in a sample was obtained.
+
+    ``nvml-counter`` reads NVML's cumulative energy counter; ``nvml-power`` integrates NVML power
+    readings where the counter is missing; ``rapl`` reads Intel/AMD RAPL counters; ``codecarbon``
+    is CodeCarbon's load-based estimate; ``tdp-estimate`` assumes the CPU's rated TDP.
+    """
+
+    nvml_counter = "nvml-counter"
+    nvml_power = "nvml-power"
+    rapl = "rapl"
+    codecarbon = "codecarbon"
+    tdp_estimate = "tdp-estimate"
+
+
+def _aware_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp must carry a timezone, for example 2026-01-01T00:00:00Z")
+    return value.astimezone(timezone.utc)
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number, not NaN or infinity")
+    return value
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_aware_utc)]
+FiniteFloat = Annotated[float, AfterValidator(_finite)]
+NonNegativeFloat = Annotated[float, Field(ge=0), AfterValidator(_finite)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
+
+
+class WireModel(BaseModel):
+    """Base of every request body: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Hardware(WireModel):
+    """Where a run (or rank of a run) executed."""
+
+    node: Name | None = None
+    rank: int = Field(default=0, ge=0)
+    local_rank: int = Field(default=0, ge=0)
+    world_size: int = Field(default=1, ge=1)
+    cpu_model: Name | None = None
+    cpu_count: int | None = Field(default=None, ge=0)
+    gpu_model: Name | None = None
+    gpu_count: int = Field(default=0, ge=0)
+    ram_total_gb: NonNegativeFloat | None = None
+
+
+class RunCreate(WireModel):
+    """A new run. ``id`` is made by the client, so a retried create is not a second run."""
+
+    id: UUID
+    project: Name | None = Field(
+        default=None, description="the key's project name; a mismatch is an error, not a move"
+    )
+    name: Name | None = None
+    kind: RunKind = RunKind.train
+    model: Name | None = None
+    model_params: int | None = Field(default=None, ge=0)
+    flops: NonNegativeFloat | None = None
+    dataset: Name | None = None
+    dataset_version: Name | None = None
+    dataset_size: int | None = Field(default=None, ge=0)
+    task: Name | None = None
+    primary_metric: Name | None = None
+    parent_run_id: UUID | None = None
+    group: Name | None = None
+    hardware: Hardware = Field(default_factory=Hardware)
+    country_iso: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    carbon_intensity_g_per_kwh: NonNegativeFloat
+    carbon_intensity_source: Name
+    pue: float = Field(default=1.0, ge=1.0, le=3.0)
+    started_at: UtcDatetime
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0b5b8f1e-6f3a-4c1e-9a55-3f1f2b2f7a10",
+                    "name": "mlp-64",
+                    "kind": "train",
+                    "model": "mlp-64",
+                    "dataset": "digits",
+                    "task": "classification",
+                    "primary_metric": "accuracy",
+                    "country_iso": "FRA",
+                    "carbon_intensity_g_per_kwh": 56.039,
+                    "carbon_intensity_source": "codecarbon global energy mix: France (FRA), 2023",
+                    "pue": 1.0,
+                    "started_at": "2026-12-01T10:00:00Z",
+                }
+            ]
+        },
+    )
+
+
+class RunUpdate(WireModel):
+    """Facts a run learns while it goes (``run.set``). Absent fields are left as they are."""
+
+    model_params: int | None = Field(default=None, ge=0)
+    flops: NonNegativeFloat | None = None
+    dataset_size: int | None = Field(default=None, ge=0)
+    samples_processed: int | None = Field(default=None, ge=0)
+    total_steps: int | None = Field(default=None, ge=0)
+    dataset: Name | None = None
+    dataset_version: Name | None = None
+    meta: dict[str, Any] | None = None
+
+
+class RunFinish(WireModel):
+    """The end of a run."""
+
+    status: RunStatus = RunStatus.finished
+    ended_at: UtcDatetime
+    duration_s: NonNegativeFloat
+    error: str | None = Field(default=None, max_length=4000)
+
+    @model_validator(mode="after")
+    def _terminal_status(self) -> RunFinish:
+        if self.status not in (RunStatus.finished, RunStatus.failed):
+            raise ValueError("a client can finish a run only as 'finished' or 'failed'")
+        return self
+
+
+class EnergySampleIn(WireModel):
+    """One measured interval of one rank. Unique on (run, rank, seq).
+
+    A component that was not measured has ``None`` energy, power and method.
+    """
+
+    rank: int = Field(default=0, ge=0)
+    seq: int = Field(ge=0)
+    t_start: UtcDatetime
+    t_end: UtcDatetime
+    cpu_kwh: NonNegativeFloat | None = None
+    gpu_kwh: NonNegativeFloat | None = None
+    ram_kwh: NonNegativeFloat | None = None
+    cpu_w: NonNegativeFloat | None = None
+    gpu_w: NonNegativeFloat | None = None
+    ram_w: NonNegativeFloat | None = None
+    cpu_method: MeasurementMethod | None = None
+    gpu_method: MeasurementMethod | None = None
+    ram_method: MeasurementMethod | None = None
+    gpu_count: int = Field(default=0, ge=0)
+    step: int | None = Field(default=None, ge=0)
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "rank": 0,
+                    "seq": 0,
+                    "t_start": "2026-12-01T10:00:00Z",
+                    "t_end": "2026-12-01T10:00:10Z",
+                    "cpu_kwh": 0.0000125,
+                    "cpu_w": 4.5,
+                    "cpu_method": "codecarbon",
+                    "ram_kwh": 0.000008,
+                    "ram_w": 2.88,
+                    "ram_method": "codecarbon",
+                    "step": 120,
+                }
+            ]
+        },
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EnergySampleIn:
+        if self.t_end < self.t_start:
+            raise ValueError("t_end is before t_start")
+        for component in ("cpu", "gpu", "ram"):
+            kwh = getattr(self, f"{component}_kwh")
+            method = getattr(self, f"{component}_method")
+            if (kwh is None) != (method is None):
+                raise ValueError(
+                    f"{component}_kwh and {component}_method must be given together: "
+                    "every measured energy names how it was measured"
+                )
+        if self.gpu_kwh is not None and self.gpu_count < 1:
+            raise ValueError("gpu_kwh is given but gpu_count is 0")
+        return self
+
+
+class EnergyBatch(WireModel):
+    """A batch of energy samples for one run."""
+
+    samples: list[EnergySampleIn] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+
+
+class MetricPointIn(WireModel):
+    """One value of one metric at one step. Unique on (run, name, step)."""
+
+    name: Name
+    step: int = Field(ge=0)
+    epoch: int | None = Field(default=None, ge=0)
+    value: FiniteFloat
+    time: UtcDatetime
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"name": "accuracy", "step": 3, "epoch": 3, "value": 0.951,
+                 "time": "2026-12-01T10:00:31Z"}
+            ]
+        },
+    )
+
+
+class MetricBatch(WireModel):
+    """A batch of metric points for one run."""
+
+    points: list[MetricPointIn] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+
+
+class DatasetProfileIn(WireModel):
+    """The label distribution of a dataset's evaluation split.
+
+    Give ``class_counts`` (images, pixels or instances per class), or only ``num_classes`` when
+    the counts are unknown (a uniform distribution is then assumed).
+    """
+
+    name: Name
+    version: Name = "default"
+    class_counts: list[Annotated[int, Field(ge=0)]] | None = Field(
+        default=None, min_length=1, max_length=100_000
+    )
+    num_classes: int | None = Field(default=None, ge=1, le=10_000_000)
+    sample_count: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetProfileIn:
+        if (self.class_counts is None) == (self.num_classes is None):
+            raise ValueError("give exactly one of class_counts or num_classes")
+        if self.class_counts is not None and sum(self.class_counts) == 0:
+            raise ValueError("class_counts must not all be zero")
+        return self
+
+
+class BatchResult(BaseModel):
+    """What a batch did: rows newly stored, and re-sent rows that were already there."""
+
+    inserted: int
+    duplicates: int
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list, with the total number of matching items."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
