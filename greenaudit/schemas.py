@@ -6,7 +6,6 @@ CO2-equivalent, ``_s`` seconds, ``_g_per_kwh`` grams of CO2-equivalent per kilow
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Any, Generic, TypeVar
@@ -60,15 +59,9 @@ def _aware_utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
 
 
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number, not NaN or infinity")
-    return value
-
-
 UtcDatetime = Annotated[datetime, AfterValidator(_aware_utc)]
-FiniteFloat = Annotated[float, AfterValidator(_finite)]
-NonNegativeFloat = Annotated[float, Field(ge=0), AfterValidator(_finite)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
 
 

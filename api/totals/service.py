@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Float, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from ..auth import Principal
@@ -32,7 +32,8 @@ def totals(session: Session, caller: Principal, by: TotalsBy, filters: RunFilter
             func.coalesce(func.sum(energy.c.gpu_hours), zero).label("gpu_hours"),
             func.coalesce(func.sum(Run.duration_s), zero).label("duration_s"),
             func.sum(case((reported, run_kwh), else_=None)).label("reported_kwh"),
-            func.sum(Run.samples_processed).label("samples_processed"),
+            # Summed as float: PostgreSQL sums BIGINT into NUMERIC, which arrives as Decimal.
+            func.sum(cast(Run.samples_processed, Float)).label("samples_processed"),
         )
         .select_from(Run)
         .join(Project, Project.id == Run.project_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +60,8 @@ def visible_device_selectors(environ: dict[str, str] | None = None) -> list[str]
 class NvmlGpuMeter:
     """Reads the energy of the visible NVIDIA GPUs between calls to :meth:`read`."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._nvml: Any = None
         self._devices: list[_Device] = []
         self._last_read = 0.0
@@ -89,7 +91,7 @@ class NvmlGpuMeter:
             logger.warning("greenaudit: NVML could not list GPUs (%s); GPU energy not measured",
                            error)
             self._devices = []
-        self._last_read = time.monotonic()
+        self._last_read = self._clock()
         if not self._devices:
             self.close()
         return bool(self._devices)
@@ -101,10 +103,14 @@ class NvmlGpuMeter:
             return [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
         handles = []
         for selector in selectors:
-            if selector.isdigit():
-                handles.append(nvml.nvmlDeviceGetHandleByIndex(int(selector)))
-            else:
-                handles.append(nvml.nvmlDeviceGetHandleByUUID(selector))
+            try:
+                if selector.isdigit():
+                    handles.append(nvml.nvmlDeviceGetHandleByIndex(int(selector)))
+                else:
+                    handles.append(nvml.nvmlDeviceGetHandleByUUID(selector))
+            except Exception:
+                # CUDA ignores an invalid entry and everything after it; so do we.
+                break
         return handles
 
     def _open(self, handle: Any) -> _Device:
@@ -119,7 +125,7 @@ class NvmlGpuMeter:
         """Energy since the previous reading, or ``None`` when no GPU is measured."""
         if not self._devices:
             return None
-        now = time.monotonic()
+        now = self._clock()
         elapsed = now - self._last_read
         self._last_read = now
         total_kwh = 0.0

@@ -1,0 +1,67 @@
+"""A stand-in for the whole ``pynvml`` module, for machines without an NVIDIA GPU.
+
+Each fake device has an energy counter (mJ) and a power reading (mW) that tests advance.
+"""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+
+
+class NVMLError(Exception):
+    pass
+
+
+@dataclass
+class FakeDevice:
+    uuid: str
+    name: str = "NVIDIA H200"
+    energy_mj: int = 0
+    power_mw: float = 0.0
+    has_counter: bool = True
+
+
+def make_module(devices: list[FakeDevice], *, init_fails: bool = False) -> types.ModuleType:
+    module = types.ModuleType("pynvml")
+    state = {"initialised": 0}
+
+    def nvmlInit() -> None:
+        if init_fails:
+            raise NVMLError("NVML Shared Library Not Found")
+        state["initialised"] += 1
+
+    def nvmlShutdown() -> None:
+        state["initialised"] -= 1
+
+    def nvmlDeviceGetCount() -> int:
+        return len(devices)
+
+    def nvmlDeviceGetHandleByIndex(index: int) -> FakeDevice:
+        if index >= len(devices):
+            raise NVMLError("Invalid Argument")
+        return devices[index]
+
+    def nvmlDeviceGetHandleByUUID(uuid: str) -> FakeDevice:
+        for device in devices:
+            if device.uuid == uuid:
+                return device
+        raise NVMLError("Not Found")
+
+    def nvmlDeviceGetName(device: FakeDevice) -> str:
+        return device.name
+
+    def nvmlDeviceGetTotalEnergyConsumption(device: FakeDevice) -> int:
+        if not device.has_counter:
+            raise NVMLError("Not Supported")
+        return device.energy_mj
+
+    def nvmlDeviceGetPowerUsage(device: FakeDevice) -> float:
+        return device.power_mw
+
+    for name, value in list(locals().items()):
+        if name.startswith("nvml"):
+            setattr(module, name, value)
+    module.NVMLError = NVMLError  # type: ignore[attr-defined]
+    module.state = state  # type: ignore[attr-defined]
+    return module

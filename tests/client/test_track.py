@@ -1,0 +1,207 @@
+"""The client hook with real CodeCarbon measurement, against a real service or none."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+import greenaudit
+from greenaudit.client.transport import flush_spool
+from greenaudit.settings import Settings
+
+from ..conftest import LiveServer, free_port
+
+
+def busy(seconds: float) -> int:
+    """Keep a core busy so the meter has something to measure."""
+    end, n = time.perf_counter() + seconds, 0
+    while time.perf_counter() < end:
+        n += 1
+    return n
+
+
+def offline_settings(tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {"home": tmp_path, "url": None, "api_key": None,
+                                 "measure_interval_s": 0.2, "country": "FRA",
+                                 "flush_timeout_s": 5.0}
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def spooled_ops(path: str | None) -> list[dict]:
+    assert path is not None
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def test_without_a_service_the_decorator_measures_and_keeps_everything(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    settings = offline_settings(tmp_path)
+
+    @greenaudit.track(model="mlp", dataset="digits", settings=settings)
+    def train() -> str:
+        run = greenaudit.current_run()
+        assert run is not None
+        for epoch in range(3):
+            busy(0.3)
+            run.log(epoch=epoch, accuracy=0.5 + epoch / 10)
+        return "trained"
+
+    with caplog.at_level(logging.WARNING, logger="greenaudit"):
+        assert train() == "trained"
+        train()
+    assert greenaudit.current_run() is None
+    result = train.last_run.result
+    assert isinstance(result, greenaudit.RunResult)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.energy_kwh = 0.0  # type: ignore[misc]
+    assert result.status == "finished" and not result.delivered
+    assert result.cpu_kwh > 0 and result.ram_kwh > 0 and result.gpu_kwh == 0
+    assert result.methods == {"cpu": "codecarbon", "ram": "codecarbon"}
+    assert math.isclose(result.energy_kwh, result.cpu_kwh + result.ram_kwh, rel_tol=1e-12)
+    assert math.isclose(result.co2_kg,
+                        result.energy_kwh * result.carbon_intensity_g_per_kwh / 1000,
+                        rel_tol=1e-12)
+    assert "France (FRA)" in result.carbon_intensity_source
+
+    ops = spooled_ops(result.spool_path)
+    kinds = [op["op"] for op in ops]
+    assert kinds[0] == "create_run" and kinds[-1] == "finish_run"
+    metrics = [op["body"] for op in ops if op["op"] == "metric"]
+    assert [(m["step"], m["value"]) for m in metrics] == [(0, 0.5), (1, 0.6), (2, 0.7)]
+    energy = [op["body"] for op in ops if op["op"] == "energy"]
+    assert sum(e["cpu_kwh"] for e in energy) == pytest.approx(result.cpu_kwh, rel=1e-12)
+    assert [e["seq"] for e in energy] == list(range(len(energy)))
+
+    # Two runs, one message: where the data is, and how to send it.
+    notices = [r.getMessage() for r in caplog.records if "no service configured" in r.getMessage()]
+    assert len(notices) == 1
+    assert str(settings.spool_path) in notices[0] and "greenaudit flush" in notices[0]
+
+
+def test_context_manager_and_failed_runs(tmp_path: Path):
+    settings = offline_settings(tmp_path)
+    with greenaudit.run(model="a", settings=settings) as run:
+        assert greenaudit.current_run() is run
+        run.log(step=7, loss=1.5)
+    assert run.result is not None and run.result.status == "finished"
+
+    with pytest.raises(ZeroDivisionError):
+        with greenaudit.track(model="b", settings=settings) as failing:
+            _ = 1 / 0
+    assert failing.result is not None and failing.result.status == "failed"
+    finish = spooled_ops(failing.result.spool_path)[-1]["body"]
+    assert finish["status"] == "failed" and "ZeroDivisionError" in finish["error"]
+
+
+def test_async_functions_are_tracked(tmp_path: Path):
+    settings = offline_settings(tmp_path)
+
+    @greenaudit.track(model="async-model", settings=settings)
+    async def train() -> int:
+        await asyncio.sleep(0.05)
+        greenaudit.current_run().log(accuracy=0.9)  # type: ignore[union-attr]
+        return 42
+
+    assert asyncio.run(train()) == 42
+    assert train.last_run.result.status == "finished"
+    metrics = [op for op in spooled_ops(train.last_run.result.spool_path) if op["op"] == "metric"]
+    assert [m["body"]["value"] for m in metrics] == [0.9]
+
+
+def test_bare_decorator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("GREENAUDIT_HOME", str(tmp_path))
+    monkeypatch.delenv("GREENAUDIT_URL", raising=False)
+
+    @greenaudit.track
+    def train(x: int) -> int:
+        return x * 2
+
+    assert train(21) == 42
+    assert train.last_run.result.spool_path.startswith(str(tmp_path))
+
+
+def test_bad_metric_values_never_reach_the_training_code(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    settings = offline_settings(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="greenaudit"):
+        with greenaudit.run(settings=settings) as run:
+            run.log(step=1, loss=float("nan"), accuracy=0.5)
+            run.log(step=2, loss=object(), accuracy=0.6)
+            run.set(not_a_field=3, total_steps=10)
+            run.dataset_profile()  # nothing given: ignored with a warning
+    values = [(op["body"]["name"], op["body"]["value"])
+              for op in spooled_ops(run.result.spool_path) if op["op"] == "metric"]
+    assert values == [("accuracy", 0.5), ("accuracy", 0.6)]
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "non-finite" in messages and "not a number" in messages
+    assert "not_a_field" in messages and "dataset_profile" in messages
+
+
+def test_invalid_configuration_disables_measurement_but_not_training(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    monkeypatch.setenv("GREENAUDIT_COUNTRY", "France")
+
+    @greenaudit.track
+    def train() -> str:
+        greenaudit.current_run().log(accuracy=1.0)  # type: ignore[union-attr]
+        return "ok"
+
+    with caplog.at_level(logging.WARNING, logger="greenaudit"):
+        assert train() == "ok"
+    assert train.last_run.result is None
+    assert "invalid configuration" in caplog.text and "GREENAUDIT_COUNTRY" in caplog.text
+
+
+def test_unreachable_service_keeps_data_and_returns_promptly(tmp_path: Path):
+    settings = offline_settings(tmp_path, url=f"http://127.0.0.1:{free_port()}",
+                                api_key="ga_x_y", flush_timeout_s=1.0)
+    started = time.monotonic()
+    with greenaudit.run(model="m", settings=settings) as run:
+        run.log(step=1, accuracy=0.5)
+    assert time.monotonic() - started < 8
+    assert run.result is not None and not run.result.delivered
+    assert Path(run.result.spool_path).exists()
+
+
+def test_runs_reach_the_service_and_flush_sends_leftovers(
+    tmp_path: Path, live_server: LiveServer
+):
+    online = offline_settings(tmp_path, url=live_server.url, api_key=live_server.write_key)
+
+    with greenaudit.run(model="resnet", dataset="digits", settings=online) as run:
+        busy(0.5)
+        run.set(samples_processed=1000, model_params=12345)
+        run.dataset_profile(labels=[0, 1, 1, 2, 2, 2, 2, 2])
+        run.log(epoch=1, accuracy=0.75)
+    assert run.result is not None and run.result.delivered
+    stored = httpx.get(f"{live_server.url}/api/v1/runs/{run.id}",
+                       headers=live_server.keys.read).json()
+    assert stored["status"] == "finished"
+    assert (stored["samples_processed"], stored["model_params"]) == (1000, 12345)
+    assert stored["totals"]["cpu_kwh"] == pytest.approx(run.result.cpu_kwh, rel=1e-12)
+    assert stored["totals"]["co2_kg"] == pytest.approx(run.result.co2_kg, rel=1e-9)
+    profiles = httpx.get(f"{live_server.url}/api/v1/datasets/profiles",
+                         headers=live_server.keys.read).json()
+    assert [(p["name"], p["class_counts"]) for p in profiles] == [("digits", [1, 2, 5])]
+    assert not list(online.spool_path.glob("*.jsonl"))  # delivered spools are removed
+
+    # A run made while no service was configured waits in the spool until flushed.
+    offline = offline_settings(tmp_path)
+    with greenaudit.run(model="later", settings=offline) as late:
+        late.log(step=1, accuracy=0.25)
+    assert flush_spool(offline.spool_path, online) == (1, 0)
+    assert flush_spool(offline.spool_path, online) == (0, 0)
+    stored = httpx.get(f"{live_server.url}/api/v1/runs/{late.id}/metrics",
+                       headers=live_server.keys.read).json()
+    assert [(p["step"], p["value"]) for p in stored["items"]] == [(1, 0.25)]
