@@ -123,10 +123,23 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (401, "Missing, unknown or revoked key", "unauthorized", "unknown or revoked API key"),
         (403, "Key lacks the scope", "forbidden", "this key is read-only"),
         (404, "Not found in the key's project", "not_found", "run not found"),
-        (409, "Conflicts with stored data", "conflict", "energy sample (rank 0, seq 3) was "
-         "already stored with different content"),
-        (422, "Invalid input", "validation_error",
-         [{"loc": ["body", "samples", "0", "cpu_kwh"], "msg": "Input should be greater than "
-           "or equal to 0", "type": "greater_than_equal"}]),
+        (
+            409,
+            "Conflicts with stored data",
+            "conflict",
+            "energy sample (rank 0, seq 3) was already stored with different content",
+        ),
+        (
+            422,
+            "Invalid input",
+            "validation_error",
+            [
+                {
+                    "loc": ["body", "samples", "0", "cpu_kwh"],
+                    "msg": "Input should be greater than or equal to 0",
+                    "type": "greater_than_equal",
+                }
+            ],
+        ),
     ]
 }

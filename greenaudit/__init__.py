@@ -1,4 +1,4 @@
-"""greenaudit: what did this accuracy cost, and is the next point worth it?
+"""greenaudit: what did this accuracy cost, and is the next point worth it.
 
 Measure a training function with ``@greenaudit.track`` (or ``with greenaudit.run(...)``), log
 metrics with ``greenaudit.current_run().log(...)``, and query energy, CO2 and returns curves from

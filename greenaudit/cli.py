@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -24,8 +23,10 @@ app.add_typer(project_app, name="project")
 
 DatabaseUrl = Annotated[
     Optional[str],  # noqa: UP007 - typer reads the annotation at run time
-    typer.Option("--database-url", help="SQLAlchemy URL; default GREENAUDIT_DATABASE_URL, "
-                 "else SQLite under GREENAUDIT_HOME."),
+    typer.Option(
+        "--database-url",
+        help="SQLAlchemy URL; default GREENAUDIT_DATABASE_URL, else SQLite under GREENAUDIT_HOME.",
+    ),
 ]
 
 
@@ -90,12 +91,15 @@ def serve(
 
     settings = _server_settings(database_url)
     _upgrade(settings)
-    typer.echo(f"greenaudit on http://{host}:{port} (API docs at /docs), database "
-               f"{_redacted(settings.resolved_database_url)}")
+    typer.echo(
+        f"greenaudit on http://{host}:{port} (API docs at /docs), database "
+        f"{_redacted(settings.resolved_database_url)}"
+    )
     if not settings.admin_token:
         typer.echo("GREENAUDIT_ADMIN_TOKEN is unset: projects cannot be created until it is.")
-    uvicorn.run("greenaudit.api.app:create_app", factory=True, host=host, port=port,
-                log_level="info")
+    uvicorn.run(
+        "greenaudit.api.app:create_app", factory=True, host=host, port=port, log_level="info"
+    )
 
 
 @project_app.command("create")
@@ -113,8 +117,11 @@ def project_create(
     if budget_kg_co2 is not None:
         body["budget_kg_co2"] = budget_kg_co2
     try:
-        response = httpx.post(f"{base.rstrip('/')}/api/v1/projects", json=body,
-                              headers={"Authorization": f"Bearer {settings.admin_token}"})
+        response = httpx.post(
+            f"{base.rstrip('/')}/api/v1/projects",
+            json=body,
+            headers={"Authorization": f"Bearer {settings.admin_token}"},
+        )
     except httpx.HTTPError as error:
         _fail(f"cannot reach {base}: {error}")
         raise
@@ -124,8 +131,10 @@ def project_create(
     typer.echo(f"project {created['project']['name']} ({created['project']['id']})")
     typer.echo(f"write key: {created['write_key']['key']}")
     typer.echo(f"read key:  {created['read_key']['key']}")
-    typer.echo("Keys are shown only once. Training jobs need GREENAUDIT_URL and "
-               "GREENAUDIT_API_KEY=<write key>.")
+    typer.echo(
+        "Keys are shown only once. Training jobs need GREENAUDIT_URL and "
+        "GREENAUDIT_API_KEY=<write key>."
+    )
 
 
 @app.command()
@@ -145,8 +154,9 @@ def flush(
     except TransientError as error:
         _fail(f"the service is unreachable ({error}); nothing is lost, try again later")
         raise
-    typer.echo(f"delivered {completed} finished run(s) from {folder}; "
-               f"{pending} run(s) still in progress")
+    typer.echo(
+        f"delivered {completed} finished run(s) from {folder}; {pending} run(s) still in progress"
+    )
 
 
 @app.command()
@@ -154,8 +164,9 @@ def demo(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     epochs: Annotated[int, typer.Option(min=1, help="Epochs per model.")] = 60,
-    serve_after: Annotated[bool, typer.Option("--serve/--no-serve",
-                                              help="Keep serving after training.")] = True,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Keep serving after training.")
+    ] = True,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Train small models of growing width on scikit-learn's digits, measured, then serve."""
@@ -176,4 +187,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -32,15 +32,19 @@ def _start_server(settings: Settings, host: str, port: int) -> tuple[Any, thread
 
     from greenaudit.api.app import create_app
 
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, name="greenaudit-demo-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            typer.secho(f"error: could not serve on {host}:{port} (is the port in use? "
-                        "try --port)", fg=typer.colors.RED, err=True)
+            typer.secho(
+                f"error: could not serve on {host}:{port} (is the port in use? try --port)",
+                fg=typer.colors.RED,
+                err=True,
+            )
             raise typer.Exit(2)
         time.sleep(0.05)
     return server, thread
@@ -57,8 +61,11 @@ def _demo_keys(url: str, admin_token: str) -> tuple[str, str]:
     projects = httpx.get(f"{url}/api/v1/projects", headers=admin).json()
     project_id = next(p["id"] for p in projects if p["name"] == DEMO_PROJECT)
     keys = [
-        httpx.post(f"{url}/api/v1/projects/{project_id}/keys",
-                   json={"scope": scope, "name": "demo"}, headers=admin).json()["key"]
+        httpx.post(
+            f"{url}/api/v1/projects/{project_id}/keys",
+            json={"scope": scope, "name": "demo"},
+            headers=admin,
+        ).json()["key"]
         for scope in ("write", "read")
     ]
     return keys[0], keys[1]
@@ -81,27 +88,38 @@ def train_width_sweep(settings: Settings, epochs: int) -> list[greenaudit.RunRes
     for width in WIDTHS:
         params = x_train.shape[1] * width + width + width * len(classes) + len(classes)
         with greenaudit.run(
-            DEMO_PROJECT, f"mlp-{width}", "digits", "classification", name=f"mlp-{width}",
-            group=DEMO_GROUP, primary_metric="accuracy", settings=settings,
+            DEMO_PROJECT,
+            f"mlp-{width}",
+            "digits",
+            "classification",
+            name=f"mlp-{width}",
+            group=DEMO_GROUP,
+            primary_metric="accuracy",
+            settings=settings,
             hidden_units=width,
         ) as run:
             run.set(model_params=params, dataset_size=len(x_train), total_steps=epochs)
             run.dataset_profile(labels=y_test.tolist())
-            model = MLPClassifier(hidden_layer_sizes=(width,), random_state=0,
-                                  learning_rate_init=0.005, batch_size=16)
+            model = MLPClassifier(
+                hidden_layer_sizes=(width,), random_state=0, learning_rate_init=0.005, batch_size=16
+            )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 for epoch in range(1, epochs + 1):
                     model.partial_fit(x_train, y_train, classes=classes)
                     run.log(epoch=epoch, accuracy=model.score(x_test, y_test), loss=model.loss_)
             processed = epochs * len(x_train)
-            run.set(samples_processed=processed,
-                    flops=float(TRAIN_FLOPS_PER_PARAM_SAMPLE * params * processed))
+            run.set(
+                samples_processed=processed,
+                flops=float(TRAIN_FLOPS_PER_PARAM_SAMPLE * params * processed),
+            )
         if run.result is not None:
             results.append(run.result)
-            typer.echo(f"  mlp-{width:<4} accuracy {model.score(x_test, y_test):.3f}  "
-                       f"{run.result.energy_kwh * 1000:.4f} Wh  "
-                       f"{run.result.co2_kg * 1000:.5f} g CO2e  {run.result.duration_s:.1f} s")
+            typer.echo(
+                f"  mlp-{width:<4} accuracy {model.score(x_test, y_test):.3f}  "
+                f"{run.result.energy_kwh * 1000:.4f} Wh  "
+                f"{run.result.co2_kg * 1000:.5f} g CO2e  {run.result.duration_s:.1f} s"
+            )
     return results
 
 
@@ -109,24 +127,29 @@ def run_demo(settings: Settings, *, host: str, port: int, epochs: int, serve_aft
     """Serve on ``host:port``, train the demo runs against it, then keep serving."""
     hardware_known = warm_up_in_background(settings)
     admin_token = settings.admin_token or secrets.token_urlsafe(24)
-    server, thread = _start_server(settings.model_copy(update={"admin_token": admin_token}),
-                                   host, port)
+    server, thread = _start_server(
+        settings.model_copy(update={"admin_token": admin_token}), host, port
+    )
     url = f"http://{host}:{port}"
     write_key, read_key = _demo_keys(url, admin_token)
     client_settings = settings.model_copy(
         update={"url": url, "api_key": write_key, "measure_interval_s": MEASURE_INTERVAL_S}
     )
     hardware_known.wait(30)  # so that the first run is measured from its first epoch
-    typer.echo(f"Training {len(WIDTHS)} MLPs on digits, {epochs} epochs each, measured by "
-               "greenaudit:")
+    typer.echo(
+        f"Training {len(WIDTHS)} MLPs on digits, {epochs} epochs each, measured by greenaudit:"
+    )
     results = train_width_sweep(client_settings, epochs)
     delivered = sum(r.delivered for r in results)
-    typer.echo(f"{delivered}/{len(results)} runs delivered to {url}. Carbon intensity: "
-               f"{results[0].carbon_intensity_source if results else 'n/a'}.")
+    typer.echo(
+        f"{delivered}/{len(results)} runs delivered to {url}. Carbon intensity: "
+        f"{results[0].carbon_intensity_source if results else 'n/a'}."
+    )
     typer.echo(f"\nAPI docs:  {url}/docs")
     typer.echo(f"Read key:  {read_key}")
-    typer.echo(f"Try:       curl -H 'Authorization: Bearer {read_key}' "
-               f"'{url}/api/v1/totals?by=model'")
+    typer.echo(
+        f"Try:       curl -H 'Authorization: Bearer {read_key}' '{url}/api/v1/totals?by=model'"
+    )
     if not settings.admin_token:
         typer.echo(f"Admin token:  {admin_token} (this demo session only)")
     if not serve_after:

@@ -242,8 +242,13 @@ class MetricPointIn(WireModel):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"name": "accuracy", "step": 3, "epoch": 3, "value": 0.951,
-                 "time": "2026-12-01T10:00:31Z"}
+                {
+                    "name": "accuracy",
+                    "step": 3,
+                    "epoch": 3,
+                    "value": 0.951,
+                    "time": "2026-12-01T10:00:31Z",
+                }
             ]
         },
     )

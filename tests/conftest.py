@@ -52,8 +52,11 @@ def fresh_postgres_database(label: str) -> Iterator[str]:
     try:
         admin = psycopg.connect(_libpq_dsn(POSTGRES_URL), autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as error:
-        pytest.fail(f"PostgreSQL is required for the data-layer tests and is unreachable at "
-                    f"{POSTGRES_URL}: {error}", pytrace=False)
+        pytest.fail(
+            f"PostgreSQL is required for the data-layer tests and is unreachable at "
+            f"{POSTGRES_URL}: {error}",
+            pytrace=False,
+        )
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -167,8 +170,11 @@ def live_server(settings: Settings, engine: Engine, client: TestClient) -> Itera
 
     keys = create_project(client, "live")
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, engine), host="127.0.0.1",
-                                           port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, engine), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -19,11 +19,15 @@ def put_profile(
     if body.class_counts is not None:
         num_classes = sum(1 for count in body.class_counts if count > 0)
         entropy_bits = label_entropy_bits(body.class_counts)
-        sample_count = body.sample_count if body.sample_count is not None else sum(body.class_counts)
+        sample_count = (
+            body.sample_count if body.sample_count is not None else sum(body.class_counts)
+        )
     else:
         assert body.num_classes is not None
         num_classes, entropy_bits, sample_count = (
-            body.num_classes, uniform_entropy_bits(body.num_classes), body.sample_count,
+            body.num_classes,
+            uniform_entropy_bits(body.num_classes),
+            body.sample_count,
         )
     stored = session.scalar(
         select(DatasetProfile).where(
@@ -34,7 +38,9 @@ def put_profile(
     )
     if stored is not None:
         if (stored.class_counts, stored.num_classes, stored.sample_count) != (
-            body.class_counts, num_classes, sample_count
+            body.class_counts,
+            num_classes,
+            sample_count,
         ):
             raise Conflict(
                 f"dataset {body.name!r} version {body.version!r} already has a different "
@@ -42,8 +48,12 @@ def put_profile(
             )
         return DatasetProfileOut.model_validate(stored), False
     profile = DatasetProfile(
-        project_id=caller.project_id, name=body.name, version=body.version,
-        num_classes=num_classes, sample_count=sample_count, class_counts=body.class_counts,
+        project_id=caller.project_id,
+        name=body.name,
+        version=body.version,
+        num_classes=num_classes,
+        sample_count=sample_count,
+        class_counts=body.class_counts,
         entropy_bits=entropy_bits,
     )
     session.add(profile)

@@ -21,7 +21,10 @@ def get_project(session: Session, project_id: uuid.UUID) -> Project:
 def issue_key(session: Session, project: Project, scope: Scope, name: str | None) -> KeyIssued:
     key, prefix = new_key()
     row = ApiKey(
-        project_id=project.id, name=name, prefix=prefix, secret_hash=hash_key(key),
+        project_id=project.id,
+        name=name,
+        prefix=prefix,
+        secret_hash=hash_key(key),
         scope=scope.value,
     )
     session.add(row)
@@ -48,7 +51,8 @@ def list_projects(session: Session) -> list[ProjectOut]:
 
 def list_keys(session: Session, project_id: uuid.UUID) -> list[KeyOut]:
     get_project(session, project_id)
-    return [KeyOut.model_validate(k) for k in session.scalars(repository.keys_of_project(project_id))]
+    keys = session.scalars(repository.keys_of_project(project_id))
+    return [KeyOut.model_validate(key) for key in keys]
 
 
 def revoke_key(session: Session, project_id: uuid.UUID, key_id: uuid.UUID) -> KeyOut:

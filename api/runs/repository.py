@@ -19,21 +19,18 @@ def energy_totals_per_run(run_ids: Sequence[uuid.UUID] | None = None) -> Subquer
 
     ``run_ids`` limits it to those runs (inside the aggregate, so the index on run_id is used).
     """
-    query = (
-        select(
-            EnergySample.run_id.label("run_id"),
-            func.coalesce(func.sum(EnergySample.cpu_kwh), 0.0).label("cpu_kwh"),
-            func.coalesce(func.sum(EnergySample.gpu_kwh), 0.0).label("gpu_kwh"),
-            func.coalesce(func.sum(EnergySample.ram_kwh), 0.0).label("ram_kwh"),
-            func.coalesce(func.sum(EnergySample.co2_kg), 0.0).label("co2_kg"),
-            (
-                func.coalesce(func.sum(EnergySample.duration_s * EnergySample.gpu_count), 0.0)
-                / SECONDS_PER_HOUR
-            ).label("gpu_hours"),
-            func.count().label("energy_samples"),
-        )
-        .group_by(EnergySample.run_id)
-    )
+    query = select(
+        EnergySample.run_id.label("run_id"),
+        func.coalesce(func.sum(EnergySample.cpu_kwh), 0.0).label("cpu_kwh"),
+        func.coalesce(func.sum(EnergySample.gpu_kwh), 0.0).label("gpu_kwh"),
+        func.coalesce(func.sum(EnergySample.ram_kwh), 0.0).label("ram_kwh"),
+        func.coalesce(func.sum(EnergySample.co2_kg), 0.0).label("co2_kg"),
+        (
+            func.coalesce(func.sum(EnergySample.duration_s * EnergySample.gpu_count), 0.0)
+            / SECONDS_PER_HOUR
+        ).label("gpu_hours"),
+        func.count().label("energy_samples"),
+    ).group_by(EnergySample.run_id)
     if run_ids is not None:
         query = query.where(EnergySample.run_id.in_(run_ids))
     return query.subquery("run_energy")
@@ -67,9 +64,9 @@ def project_matching(project_id: uuid.UUID, id_or_name: str) -> Select[tuple[uui
         as_id: uuid.UUID | None = uuid.UUID(id_or_name)
     except ValueError:
         as_id = None
+    named = Project.name == id_or_name
     return select(Project.id).where(
-        Project.id == project_id,
-        or_(Project.name == id_or_name, Project.id == as_id) if as_id else Project.name == id_or_name,
+        Project.id == project_id, or_(named, Project.id == as_id) if as_id else named
     )
 
 

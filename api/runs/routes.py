@@ -33,7 +33,9 @@ Offset = Annotated[int, Query(ge=0)]
 
 
 @router.post("", status_code=201, response_model=RunOut)
-def create_run(body: RunCreate, response: Response, session: SessionDep, caller: WriterDep) -> RunOut:
+def create_run(
+    body: RunCreate, response: Response, session: SessionDep, caller: WriterDep
+) -> RunOut:
     """Create a run with the client's UUID.
 
     Answers 201 when the run is new, and 200 with the stored run when the same create is

@@ -23,8 +23,7 @@ class RunTotals(BaseModel):
         description="measurement methods used, per component (cpu, gpu, ram)"
     )
     j_per_sample: float | None = Field(
-        description="joules per processed training sample, where the run reported "
-        "samples_processed"
+        description="joules per processed training sample, where the run reported samples_processed"
     )
 
 

@@ -15,7 +15,6 @@ from greenaudit.schemas import (
     EnergyBatch,
     EnergySampleIn,
     MetricBatch,
-    MetricPointIn,
     Page,
     RunCreate,
     RunFinish,
@@ -98,9 +97,7 @@ def create_run(session: Session, caller: Principal, body: RunCreate) -> tuple[Ru
         stored = {**_run_fields(existing), "group": existing.group_name}
         differing = [f for f in IDENTITY_FIELDS if stored[f] != _identity_value(body, f)]
         if differing:
-            raise Conflict(
-                f"run {body.id} already exists with different {', '.join(differing)}"
-            )
+            raise Conflict(f"run {body.id} already exists with different {', '.join(differing)}")
         return _with_totals(session, [existing])[0], False
 
     if body.parent_run_id is not None:
@@ -227,7 +224,10 @@ def ingest_energy(
                 if any(getattr(row, f) != values[f] for f in SAMPLE_FIELDS):
                     raise Conflict(
                         _conflict_detail(
-                            "energy sample", f"(rank {key[0]}, seq {key[1]})", row, values,
+                            "energy sample",
+                            f"(rank {key[0]}, seq {key[1]})",
+                            row,
+                            values,
                             SAMPLE_FIELDS,
                         )
                     )
@@ -235,8 +235,7 @@ def ingest_energy(
             energy = sum(values[f"{c}_kwh"] or 0.0 for c in ("cpu", "gpu", "ram"))
             duration = (values["t_end"] - values["t_start"]).total_seconds()
             new_rows.append(
-                {**values, "run_id": run.id, "duration_s": duration,
-                 "co2_kg": energy * kg_per_kwh}
+                {**values, "run_id": run.id, "duration_s": duration, "co2_kg": energy * kg_per_kwh}
             )
         if new_rows:
             with session.begin_nested():
@@ -278,7 +277,10 @@ def ingest_metrics(
                 if any(getattr(row, f) != values[f] for f in POINT_FIELDS):
                     raise Conflict(
                         _conflict_detail(
-                            "metric point", f"({key[0]!r}, step {key[1]})", row, values,
+                            "metric point",
+                            f"({key[0]!r}, step {key[1]})",
+                            row,
+                            values,
                             POINT_FIELDS,
                         )
                     )
@@ -319,9 +321,10 @@ def list_runs(
 
 
 def check_project_filter(session: Session, caller: Principal, filters: RunFilters) -> None:
-    if filters.project is not None and session.scalar(
-        repository.project_matching(caller.project_id, filters.project)
-    ) is None:
+    if (
+        filters.project is not None
+        and session.scalar(repository.project_matching(caller.project_id, filters.project)) is None
+    ):
         raise NotFound(f"project {filters.project!r} not found")
 
 
@@ -330,18 +333,27 @@ def energy_of_run(
 ) -> Page[EnergySampleOut]:
     run = get_run(session, caller, run_id)
     query = repository.energy_series(run.id)
-    total = session.scalar(
-        select(func.count()).select_from(EnergySample).where(EnergySample.run_id == run.id)
-    ) or 0
+    total = (
+        session.scalar(
+            select(func.count()).select_from(EnergySample).where(EnergySample.run_id == run.id)
+        )
+        or 0
+    )
     rows = session.scalars(query.limit(limit).offset(offset)).all()
     return Page[EnergySampleOut](
         items=[EnergySampleOut.model_validate(r) for r in rows],
-        total=total, limit=limit, offset=offset,
+        total=total,
+        limit=limit,
+        offset=offset,
     )
 
 
 def metrics_of_run(
-    session: Session, caller: Principal, run_id: uuid.UUID, name: str | None, limit: int,
+    session: Session,
+    caller: Principal,
+    run_id: uuid.UUID,
+    name: str | None,
+    limit: int,
     offset: int,
 ) -> Page[MetricPointOut]:
     run = get_run(session, caller, run_id)
@@ -350,5 +362,7 @@ def metrics_of_run(
     rows = session.scalars(query.limit(limit).offset(offset)).all()
     return Page[MetricPointOut](
         items=[MetricPointOut.model_validate(r) for r in rows],
-        total=total, limit=limit, offset=offset,
+        total=total,
+        limit=limit,
+        offset=offset,
     )

@@ -20,7 +20,7 @@ def totals(
     filters: Annotated[RunFilters, Query()],
     by: Annotated[TotalsBy, Query(description="what to total by")] = TotalsBy.project,
 ) -> TotalsOut:
-    """kWh by component, kg CO2e, GPU-hours, duration, run count and J per sample.
+    """KWh by component, kg CO2e, GPU-hours, duration, run count and J per sample.
 
     Totalled per project, model or dataset over the runs that match the filters.
     """

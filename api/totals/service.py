@@ -18,8 +18,11 @@ def totals(session: Session, caller: Principal, by: TotalsBy, filters: RunFilter
     energy = runs_repository.energy_totals_per_run()
     run_kwh = energy.c.cpu_kwh + energy.c.gpu_kwh + energy.c.ram_kwh
     reported = Run.samples_processed.is_not(None)
-    key = {TotalsBy.project: Project.name, TotalsBy.model: Run.model,
-           TotalsBy.dataset: Run.dataset}[by]
+    key = {
+        TotalsBy.project: Project.name,
+        TotalsBy.model: Run.model,
+        TotalsBy.dataset: Run.dataset,
+    }[by]
     zero = 0.0
     query = (
         select(
@@ -46,12 +49,19 @@ def totals(session: Session, caller: Principal, by: TotalsBy, filters: RunFilter
     for row in session.execute(query):
         rows.append(
             TotalsRow(
-                key=row.key, runs=row.runs, energy_kwh=row.cpu_kwh + row.gpu_kwh + row.ram_kwh,
-                cpu_kwh=row.cpu_kwh, gpu_kwh=row.gpu_kwh, ram_kwh=row.ram_kwh,
-                co2_kg=row.co2_kg, gpu_hours=row.gpu_hours, duration_s=row.duration_s,
+                key=row.key,
+                runs=row.runs,
+                energy_kwh=row.cpu_kwh + row.gpu_kwh + row.ram_kwh,
+                cpu_kwh=row.cpu_kwh,
+                gpu_kwh=row.gpu_kwh,
+                ram_kwh=row.ram_kwh,
+                co2_kg=row.co2_kg,
+                gpu_hours=row.gpu_hours,
+                duration_s=row.duration_s,
                 j_per_sample=(
                     (row.reported_kwh or 0.0) * J_PER_KWH / row.samples_processed
-                    if row.samples_processed else None
+                    if row.samples_processed
+                    else None
                 ),
             )
         )

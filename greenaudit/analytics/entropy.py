@@ -16,6 +16,7 @@ def label_entropy_bits(class_counts: Sequence[int]) -> float:
     Example:
         >>> round(label_entropy_bits([5, 5, 5, 5]), 12)
         2.0
+
     """
     if not class_counts or sum(class_counts) <= 0:
         raise ValueError("class_counts must hold at least one positive count")

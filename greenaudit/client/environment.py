@@ -20,8 +20,9 @@ class Placement:
     node: str
 
 
-def _first_int(environ: dict[str, str] | os._Environ[str], names: tuple[str, ...],
-               default: int) -> int:
+def _first_int(
+    environ: dict[str, str] | os._Environ[str], names: tuple[str, ...], default: int
+) -> int:
     for name in names:
         value = environ.get(name)
         if value is not None and value.strip().isdigit():
@@ -41,6 +42,7 @@ def placement(environ: dict[str, str] | None = None) -> Placement:
 
 
 def cpu_model() -> str | None:
+    """The CPU's model name from /proc/cpuinfo, where there is one."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             for line in handle:
@@ -52,6 +54,7 @@ def cpu_model() -> str | None:
 
 
 def ram_total_gb() -> float | None:
+    """Physical memory in GiB."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
     except (ValueError, OSError, AttributeError):

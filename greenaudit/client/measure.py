@@ -47,7 +47,7 @@ def resolve_carbon_intensity(settings: Settings) -> CarbonIntensity:
         )
     from codecarbon.input import DataSource
 
-    source = DataSource()
+    source = DataSource()  # type: ignore[no-untyped-call]
     if settings.country is not None:
         mix = source.get_global_energy_mix_data().get(settings.country)
         if mix is not None:
@@ -100,6 +100,7 @@ def _new_codecarbon_tracker(settings: Settings, handlers: list[Any]) -> Any:
     )
 
 
+_warm_up_lock = threading.Lock()
 _warm_up_started = threading.Event()
 _warm_up_done = threading.Event()
 
@@ -112,9 +113,10 @@ def warm_up_in_background(settings: Settings | None = None) -> threading.Event:
     the meter is ready, so ``@track`` warms up when it decorates, long before training starts.
     Returns an event that is set once the hardware is known.
     """
-    if _warm_up_started.is_set():
-        return _warm_up_done
-    _warm_up_started.set()
+    with _warm_up_lock:
+        if _warm_up_started.is_set():
+            return _warm_up_done
+        _warm_up_started.set()
 
     def warm() -> None:
         try:
@@ -125,6 +127,7 @@ def warm_up_in_background(settings: Settings | None = None) -> threading.Event:
             _warm_up_done.set()
 
     threading.Thread(target=warm, name="greenaudit-warm-up", daemon=True).start()
+    return _warm_up_done
 
 
 def _utcnow() -> datetime:
@@ -184,7 +187,7 @@ class EnergyMeter:
 
             meter = self
 
-            class _DeltaCatcher(BaseOutput):  # type: ignore[misc]
+            class _DeltaCatcher(BaseOutput):
                 def out(self, total: Any, delta: Any) -> None:
                     meter._last_cc = delta
 
@@ -193,8 +196,10 @@ class EnergyMeter:
             self._tracker = tracker
             self._cpu_method = _codecarbon_cpu_method(tracker)
         except Exception as error:
-            logger.warning("greenaudit: CodeCarbon could not start (%s); CPU and RAM energy "
-                           "are not measured", error)
+            logger.warning(
+                "greenaudit: CodeCarbon could not start (%s); CPU and RAM energy are not measured",
+                error,
+            )
         if self._gpu.start():
             self.gpu_model, self.gpu_count = self._gpu.model, self._gpu.device_count
         self._t_last = _utcnow()
@@ -231,8 +236,12 @@ class EnergyMeter:
                 sample[f"{component}_method"] = method.value
                 energy += kwh
         if gpu is not None:
-            sample.update(gpu_kwh=gpu.kwh, gpu_w=gpu.mean_w, gpu_method=gpu.method.value,
-                          gpu_count=gpu.device_count)
+            sample.update(
+                gpu_kwh=gpu.kwh,
+                gpu_w=gpu.mean_w,
+                gpu_method=gpu.method.value,
+                gpu_count=gpu.device_count,
+            )
             energy += gpu.kwh
         if energy == 0.0 and duration_s < MIN_EMPTY_INTERVAL_S:
             return

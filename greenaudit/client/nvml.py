@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,14 +39,13 @@ class _Device:
     last_mw: float = 0.0
 
 
-def visible_device_selectors(environ: dict[str, str] | None = None) -> list[str] | None:
+def visible_device_selectors(environ: Mapping[str, str] | None = None) -> list[str] | None:
     """The devices ``CUDA_VISIBLE_DEVICES`` names, or ``None`` when it is unset (all devices).
 
     Entries are indices (``"0,2"``) or UUIDs (``"GPU-…"``, ``"MIG-…"``). An empty value, or
     ``-1``, hides every device. CUDA ignores everything from the first invalid entry on.
     """
-    environ = os.environ if environ is None else environ
-    raw = environ.get("CUDA_VISIBLE_DEVICES")
+    raw = (os.environ if environ is None else environ).get("CUDA_VISIBLE_DEVICES")
     if raw is None:
         return None
     selectors = []
@@ -88,8 +87,9 @@ class NvmlGpuMeter:
                 name = pynvml.nvmlDeviceGetName(self._devices[0].handle)
                 self.model = name.decode() if isinstance(name, bytes) else str(name)
         except Exception as error:
-            logger.warning("greenaudit: NVML could not list GPUs (%s); GPU energy not measured",
-                           error)
+            logger.warning(
+                "greenaudit: NVML could not list GPUs (%s); GPU energy not measured", error
+            )
             self._devices = []
         self._last_read = self._clock()
         if not self._devices:
@@ -116,7 +116,8 @@ class NvmlGpuMeter:
     def _open(self, handle: Any) -> _Device:
         nvml = self._nvml
         try:
-            return _Device(handle, True, last_mj=int(nvml.nvmlDeviceGetTotalEnergyConsumption(handle)))
+            counter_mj = int(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+            return _Device(handle, True, last_mj=counter_mj)
         except Exception:
             # Pre-Volta GPUs and some virtualised ones have no counter: integrate power instead.
             return _Device(handle, False, last_mw=float(nvml.nvmlDeviceGetPowerUsage(handle)))

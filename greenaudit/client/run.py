@@ -39,8 +39,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 G_PER_KG = 1000.0
 SECONDS_PER_HOUR = 3600.0
 SETTABLE = frozenset(
-    {"model_params", "flops", "dataset_size", "samples_processed", "total_steps", "dataset",
-     "dataset_version"}
+    {
+        "model_params",
+        "flops",
+        "dataset_size",
+        "samples_processed",
+        "total_steps",
+        "dataset",
+        "dataset_version",
+    }
 )
 _current: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
     "greenaudit_run", default=None
@@ -70,6 +77,7 @@ class RunResult:
         methods: How each component was measured, e.g. ``{"cpu": "codecarbon"}``.
         delivered: Whether everything reached the service.
         spool_path: Where the data waits on disk when it was not delivered.
+
     """
 
     run_id: str
@@ -100,6 +108,7 @@ class Run:
         ...         run.log(epoch=epoch, accuracy=0.9 + epoch / 100)
         >>> run.result.energy_kwh  # doctest: +SKIP
         1.2e-05
+
     """
 
     def __init__(
@@ -121,16 +130,27 @@ class Run:
     ) -> None:
         self.id = str(run_id or uuid.uuid4())
         self._fields: dict[str, Any] = {
-            "project": project, "model": model, "dataset": dataset, "task": task,
-            "name": name, "kind": kind, "group": group,
+            "project": project,
+            "model": model,
+            "dataset": dataset,
+            "task": task,
+            "name": name,
+            "kind": kind,
+            "group": group,
             "parent_run_id": str(parent_run_id) if parent_run_id else None,
-            "primary_metric": primary_metric, "dataset_version": dataset_version,
+            "primary_metric": primary_metric,
+            "dataset_version": dataset_version,
         }
         self._meta = meta
         self._settings = settings
         self._lock = threading.Lock()
-        self._totals = {"cpu_kwh": 0.0, "gpu_kwh": 0.0, "ram_kwh": 0.0, "gpu_s": 0.0,
-                        "measured_s": 0.0}
+        self._totals = {
+            "cpu_kwh": 0.0,
+            "gpu_kwh": 0.0,
+            "ram_kwh": 0.0,
+            "gpu_s": 0.0,
+            "measured_s": 0.0,
+        }
         self._methods: dict[str, str] = {}
         self._log_calls = 0
         self._last_step: int | None = None
@@ -152,8 +172,7 @@ class Run:
             settings = self._settings or Settings()
             kind = RunKind(self._fields["kind"]).value
         except (ValidationError, ValueError) as error:
-            _warn_once("settings", "greenaudit: run not measured, invalid configuration: %s",
-                       error)
+            _warn_once("settings", "greenaudit: run not measured, invalid configuration: %s", error)
             return self
         self._fields["kind"] = kind
         self._settings = settings
@@ -162,7 +181,9 @@ class Run:
         self._ready = threading.Event()
         self._carbon = CarbonIntensity(0.0, "unknown", settings.country)
         self._meter = EnergyMeter(
-            settings, rank=self._placement.rank, on_sample=self._on_sample,
+            settings,
+            rank=self._placement.rank,
+            on_sample=self._on_sample,
             current_step=lambda: self._last_step,
         )
         self._sender = RunSender(settings, self._spool, self._create_body, self._ready)
@@ -203,10 +224,15 @@ class Run:
         self._ready.wait(settings.flush_timeout_s)
         self._meter.stop(settings.flush_timeout_s)
         status = "failed" if error is not None else "finished"
-        self._sender.submit("finish_run", {
-            "status": status, "ended_at": ended_at.isoformat(), "duration_s": duration_s,
-            "error": f"{type(error).__name__}: {error}"[:4000] if error is not None else None,
-        })
+        self._sender.submit(
+            "finish_run",
+            {
+                "status": status,
+                "ended_at": ended_at.isoformat(),
+                "duration_s": duration_s,
+                "error": f"{type(error).__name__}: {error}"[:4000] if error is not None else None,
+            },
+        )
         delivered = self._sender.close(settings.flush_timeout_s)
         self.result = self._make_result(status, duration_s, delivered)
         if not delivered:
@@ -217,14 +243,24 @@ class Run:
         settings = cast(Settings, self._settings)
         if not settings.url or not settings.api_key:
             missing = "GREENAUDIT_URL" if not settings.url else "GREENAUDIT_API_KEY"
-            _warn_once("no-service", "greenaudit: no service configured (%s is unset); "
-                       "run %s was measured and kept in %s. Send it later with "
-                       "`GREENAUDIT_URL=... GREENAUDIT_API_KEY=... greenaudit flush`.",
-                       missing, self.id, self._spool.path)
+            _warn_once(
+                "no-service",
+                "greenaudit: no service configured (%s is unset); "
+                "run %s was measured and kept in %s. Send it later with "
+                "`GREENAUDIT_URL=... GREENAUDIT_API_KEY=... greenaudit flush`.",
+                missing,
+                self.id,
+                self._spool.path,
+            )
         else:
-            logger.warning("greenaudit: run %s could not be delivered to %s (%s); it is kept "
-                           "in %s. Send it later with `greenaudit flush`.", self.id,
-                           settings.url, self._sender.last_error, self._spool.path)
+            logger.warning(
+                "greenaudit: run %s could not be delivered to %s (%s); it is kept "
+                "in %s. Send it later with `greenaudit flush`.",
+                self.id,
+                settings.url,
+                self._sender.last_error,
+                self._spool.path,
+            )
 
     def _make_result(self, status: str, duration_s: float, delivered: bool) -> RunResult:
         with self._lock:
@@ -233,13 +269,22 @@ class Run:
         energy = totals["cpu_kwh"] + totals["gpu_kwh"] + totals["ram_kwh"]
         settings = cast(Settings, self._settings)
         return RunResult(
-            run_id=self.id, status=status, duration_s=duration_s, energy_kwh=energy,
-            cpu_kwh=totals["cpu_kwh"], gpu_kwh=totals["gpu_kwh"], ram_kwh=totals["ram_kwh"],
+            run_id=self.id,
+            status=status,
+            duration_s=duration_s,
+            energy_kwh=energy,
+            cpu_kwh=totals["cpu_kwh"],
+            gpu_kwh=totals["gpu_kwh"],
+            ram_kwh=totals["ram_kwh"],
             co2_kg=energy * self._carbon.g_per_kwh / G_PER_KG * settings.pue,
-            gpu_hours=totals["gpu_s"] / SECONDS_PER_HOUR, measured_s=totals["measured_s"],
+            gpu_hours=totals["gpu_s"] / SECONDS_PER_HOUR,
+            measured_s=totals["measured_s"],
             carbon_intensity_g_per_kwh=self._carbon.g_per_kwh,
-            carbon_intensity_source=self._carbon.source, pue=settings.pue, methods=methods,
-            delivered=delivered, spool_path=None if delivered else str(self._spool.path),
+            carbon_intensity_source=self._carbon.source,
+            pue=settings.pue,
+            methods=methods,
+            delivered=delivered,
+            spool_path=None if delivered else str(self._spool.path),
         )
 
     def __enter__(self) -> Run:
@@ -248,7 +293,9 @@ class Run:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         if self._token is not None:
@@ -277,15 +324,22 @@ class Run:
             )
 
     def set(self, **facts: Any) -> None:
-        """Record facts about the run: ``model_params``, ``flops`` (training FLOPs),
-        ``dataset_size`` (samples), ``samples_processed``, ``total_steps``, ``dataset``,
-        ``dataset_version``."""
+        """Record facts about the run, for cost per sample and scaling curves.
+
+        Known facts: ``model_params``, ``flops`` (training FLOPs), ``dataset_size`` (samples),
+        ``samples_processed``, ``total_steps``, ``dataset``, ``dataset_version``. Unknown ones
+        are ignored with one warning.
+        """
         if not self._active or self._finished:
             return
         unknown = set(facts) - SETTABLE
         if unknown:
-            _warn_once(f"set:{sorted(unknown)}", "greenaudit: run.set ignores unknown fields %s; "
-                       "known: %s", sorted(unknown), sorted(SETTABLE))
+            _warn_once(
+                f"set:{sorted(unknown)}",
+                "greenaudit: run.set ignores unknown fields %s; known: %s",
+                sorted(unknown),
+                sorted(SETTABLE),
+            )
         known = {k: v for k, v in facts.items() if k in SETTABLE and v is not None}
         if known:
             self._sender.submit("update_run", known)
@@ -310,11 +364,16 @@ class Run:
         dataset = name or self._fields["dataset"]
         given = [x is not None for x in (labels, class_counts, num_classes)]
         if dataset is None or sum(given) != 1:
-            _warn_once("profile", "greenaudit: dataset_profile needs a dataset name and exactly "
-                       "one of labels, class_counts or num_classes; ignored")
+            _warn_once(
+                "profile",
+                "greenaudit: dataset_profile needs a dataset name and exactly "
+                "one of labels, class_counts or num_classes; ignored",
+            )
             return
-        body: dict[str, Any] = {"name": dataset,
-                                "version": version or self._fields["dataset_version"] or "default"}
+        body: dict[str, Any] = {
+            "name": dataset,
+            "version": version or self._fields["dataset_version"] or "default",
+        }
         if labels is not None:
             counts = Counter(labels)
             body["class_counts"] = [int(counts[k]) for k in sorted(counts, key=repr)]
@@ -437,7 +496,9 @@ class _Tracking:
         return tracked.__enter__()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self._runs.pop().__exit__(exc_type, exc, tb)
@@ -457,6 +518,7 @@ def track(*args: Any, **options: Any) -> Any:
         ...     run = greenaudit.current_run()
         ...     for epoch in range(3):
         ...         run.log(epoch=epoch, accuracy=0.9)
+
     """
     if len(args) == 1 and callable(args[0]) and not options:
         return _Tracking((), {})(args[0])

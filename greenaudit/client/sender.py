@@ -83,8 +83,9 @@ class RunSender:
             self._spool.append([SpooledOp("create_run", self._make_create_body())])
             self._loop()
         except Exception:
-            logger.exception("greenaudit: the sender stopped; data so far is in %s",
-                             self._spool.path)
+            logger.exception(
+                "greenaudit: the sender stopped; data so far is in %s", self._spool.path
+            )
         finally:
             try:
                 self._spool.close()
@@ -117,8 +118,12 @@ class RunSender:
                 except TransientError as error:
                     failures += 1
                     self.last_error = str(error)
-                    self._warn_once("transient", "greenaudit: cannot reach the service (%s); "
-                                    "data is kept in %s and retried", error, self._spool.path)
+                    self._warn_once(
+                        "transient",
+                        "greenaudit: cannot reach the service (%s); data is kept in %s and retried",
+                        error,
+                        self._spool.path,
+                    )
                     next_send = now + backoff_s(failures)
                 else:
                     failures, unsent = 0, False
@@ -160,14 +165,22 @@ class RunSender:
         try:
             value = float(body["value"])
         except (TypeError, ValueError):
-            self._warn_once(f"type:{body['name']}", "greenaudit: metric %r has a value that is "
-                            "not a number (%r); such values are not recorded",
-                            body["name"], body["value"])
+            self._warn_once(
+                f"type:{body['name']}",
+                "greenaudit: metric %r has a value that is "
+                "not a number (%r); such values are not recorded",
+                body["name"],
+                body["value"],
+            )
             return None
         if not math.isfinite(value):
-            self._warn_once(f"nan:{body['name']}", "greenaudit: metric %r was %r at step %s; "
-                            "non-finite values are not recorded", body["name"], value,
-                            body["step"])
+            self._warn_once(
+                f"nan:{body['name']}",
+                "greenaudit: metric %r was %r at step %s; non-finite values are not recorded",
+                body["name"],
+                value,
+                body["step"],
+            )
             return None
         time_iso = datetime.fromtimestamp(body["time"], timezone.utc).isoformat()
         return SpooledOp("metric", {**body, "value": value, "time": time_iso})

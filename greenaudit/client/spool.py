@@ -18,8 +18,10 @@ from typing import Any
 
 @dataclass(frozen=True)
 class SpooledOp:
-    """One operation: ``op`` is create_run, update_run, energy, metric, dataset_profile or
-    finish_run; ``body`` its wire payload."""
+    """One operation of a run and its wire payload.
+
+    ``op`` is create_run, update_run, energy, metric, dataset_profile or finish_run.
+    """
 
     op: str
     body: dict[str, Any]
@@ -41,8 +43,9 @@ class RunSpool:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         self._handle.write(
-            "".join(json.dumps({"op": o.op, "body": o.body}, separators=(",", ":")) + "\n"
-                    for o in ops)
+            "".join(
+                json.dumps({"op": o.op, "body": o.body}, separators=(",", ":")) + "\n" for o in ops
+            )
         )
         self._handle.flush()
 

@@ -25,8 +25,14 @@ logger = logging.getLogger("greenaudit")
 BATCH_ITEMS = 1000
 # Order in which a run's pending operations are sent: the run must exist before anything
 # refers to it, and it is finished only after all its data is in.
-PHASE = {"create_run": 0, "update_run": 1, "dataset_profile": 1, "energy": 2, "metric": 2,
-         "finish_run": 3}
+PHASE = {
+    "create_run": 0,
+    "update_run": 1,
+    "dataset_profile": 1,
+    "energy": 2,
+    "metric": 2,
+    "finish_run": 3,
+}
 RETRYABLE_STATUS = {408, 425, 429}
 
 
@@ -40,7 +46,8 @@ class RejectedError(Exception):
 
 def backoff_s(failures: int, base_s: float = 0.5, cap_s: float = 30.0) -> float:
     """Exponential backoff with jitter: about base·2^failures, capped, spread ±50%."""
-    return min(cap_s, base_s * 2 ** max(failures - 1, 0)) * random.uniform(0.5, 1.5)
+    delay_s: float = min(cap_s, base_s * 2 ** max(failures - 1, 0))
+    return delay_s * random.uniform(0.5, 1.5)
 
 
 class ServiceClient:
@@ -122,15 +129,21 @@ def deliver(spool: RunSpool, client: ServiceClient) -> tuple[bool, int]:
     service is unreachable.
     """
     ops = spool.read()
-    pending = ops[spool.acked():]
+    pending = ops[spool.acked() :]
     rejected = client.send(spool.run_id, pending) if pending else []
     if rejected:
         path = spool.folder / f"{spool.run_id}.rejected.jsonl"
         with open(path, "a", encoding="utf-8") as handle:
             for reason, body in rejected:
                 handle.write(json.dumps({"reason": reason, "body": body}) + "\n")
-        logger.error("greenaudit: the service rejected %d request(s) of run %s, first: %s. "
-                     "They are kept in %s", len(rejected), spool.run_id, rejected[0][0], path)
+        logger.error(
+            "greenaudit: the service rejected %d request(s) of run %s, first: %s. "
+            "They are kept in %s",
+            len(rejected),
+            spool.run_id,
+            rejected[0][0],
+            path,
+        )
     if pending:
         spool.set_acked(len(ops))
     return any(o.op == "finish_run" for o in ops), len(rejected)

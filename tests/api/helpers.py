@@ -53,5 +53,10 @@ def sample(seq: int, rank: int = 0, **overrides: Any) -> dict[str, Any]:
 
 
 def point(step: int, value: float, name: str = "accuracy") -> dict[str, Any]:
-    return {"name": name, "step": step, "epoch": step, "value": value,
-            "time": f"2026-12-01T10:{step:02d}:30+00:00"}
+    return {
+        "name": name,
+        "step": step,
+        "epoch": step,
+        "value": value,
+        "time": f"2026-12-01T10:{step:02d}:30+00:00",
+    }

@@ -32,8 +32,9 @@ def run_id(client: TestClient, project: ProjectKeys) -> str:
 
 
 def post_raw(client: TestClient, path: str, payload: str, headers: dict[str, str]) -> Any:
-    return client.post(path, content=payload,
-                       headers={**headers, "Content-Type": "application/json"})
+    return client.post(
+        path, content=payload, headers={**headers, "Content-Type": "application/json"}
+    )
 
 
 def assert_error(response: Any, status: int, *words: str) -> None:
@@ -48,15 +49,19 @@ def assert_error(response: Any, status: int, *words: str) -> None:
 def test_unknown_run(client: TestClient, project: ProjectKeys, engine: Engine):
     missing = uuid.uuid4()
     before = stored(engine)
-    response = client.post(f"/api/v1/runs/{missing}/energy", json={"samples": [sample(0)]},
-                           headers=project.write)
+    response = client.post(
+        f"/api/v1/runs/{missing}/energy", json={"samples": [sample(0)]}, headers=project.write
+    )
     assert_error(response, 404, str(missing), "not found")
     assert_error(client.get(f"/api/v1/runs/{missing}", headers=project.read), 404, "not found")
     assert stored(engine) == before
 
 
 def test_another_projects_run_is_invisible(
-    client: TestClient, project: ProjectKeys, other_project: ProjectKeys, run_id: str,
+    client: TestClient,
+    project: ProjectKeys,
+    other_project: ProjectKeys,
+    run_id: str,
     engine: Engine,
 ):
     before = stored(engine)
@@ -64,26 +69,38 @@ def test_another_projects_run_is_invisible(
         client.get(f"/api/v1/runs/{run_id}", headers=other_project.read),
         client.get(f"/api/v1/runs/{run_id}/energy", headers=other_project.read),
         client.get(f"/api/v1/runs/{run_id}/metrics", headers=other_project.read),
-        client.post(f"/api/v1/runs/{run_id}/energy", json={"samples": [sample(0)]},
-                    headers=other_project.write),
-        client.post(f"/api/v1/runs/{run_id}/metrics", json={"points": [point(1, 0.5)]},
-                    headers=other_project.write),
+        client.post(
+            f"/api/v1/runs/{run_id}/energy",
+            json={"samples": [sample(0)]},
+            headers=other_project.write,
+        ),
+        client.post(
+            f"/api/v1/runs/{run_id}/metrics",
+            json={"points": [point(1, 0.5)]},
+            headers=other_project.write,
+        ),
         client.patch(f"/api/v1/runs/{run_id}", json={"flops": 1.0}, headers=other_project.write),
-        client.post(f"/api/v1/runs/{run_id}/finish",
-                    json={"ended_at": "2026-12-01T11:00:00Z", "duration_s": 1.0},
-                    headers=other_project.write),
+        client.post(
+            f"/api/v1/runs/{run_id}/finish",
+            json={"ended_at": "2026-12-01T11:00:00Z", "duration_s": 1.0},
+            headers=other_project.write,
+        ),
     ):
         # 404, not 403: a key cannot tell another project's run from a missing one.
         assert_error(response, 404, "not found")
     assert client.get("/api/v1/runs", headers=other_project.read).json()["total"] == 0
-    assert_error(client.get("/api/v1/runs", params={"project": "vision"},
-                            headers=other_project.read), 404, "vision")
+    assert_error(
+        client.get("/api/v1/runs", params={"project": "vision"}, headers=other_project.read),
+        404,
+        "vision",
+    )
     assert stored(engine) == before
 
 
 @pytest.mark.parametrize("bad_value", ["NaN", "Infinity", "-Infinity"])
-def test_non_finite_energy(client: TestClient, project: ProjectKeys, run_id: str,
-                           engine: Engine, bad_value: str):
+def test_non_finite_energy(
+    client: TestClient, project: ProjectKeys, run_id: str, engine: Engine, bad_value: str
+):
     before = stored(engine)
     payload = json.dumps({"samples": [sample(0), sample(1)]}).replace(
         '"gpu_kwh": 0.004', f'"gpu_kwh": {bad_value}', 1
@@ -95,9 +112,11 @@ def test_non_finite_energy(client: TestClient, project: ProjectKeys, run_id: str
 
 def test_negative_energy(client: TestClient, project: ProjectKeys, run_id: str, engine: Engine):
     before = stored(engine)
-    response = client.post(f"/api/v1/runs/{run_id}/energy",
-                           json={"samples": [sample(0), sample(1, cpu_kwh=-0.001)]},
-                           headers=project.write)
+    response = client.post(
+        f"/api/v1/runs/{run_id}/energy",
+        json={"samples": [sample(0), sample(1, cpu_kwh=-0.001)]},
+        headers=project.write,
+    )
     assert_error(response, 422, "cpu_kwh", "greater than or equal to 0")
     assert stored(engine) == before
 
@@ -113,17 +132,22 @@ def test_nan_metric_value(client: TestClient, project: ProjectKeys, run_id: str,
 def test_end_before_start(client: TestClient, project: ProjectKeys, run_id: str, engine: Engine):
     before = stored(engine)
     bad = sample(0, t_start="2026-12-01T10:05:00Z", t_end="2026-12-01T10:04:00Z")
-    response = client.post(f"/api/v1/runs/{run_id}/energy", json={"samples": [bad]},
-                           headers=project.write)
+    response = client.post(
+        f"/api/v1/runs/{run_id}/energy", json={"samples": [bad]}, headers=project.write
+    )
     assert_error(response, 422, "t_end is before t_start")
     assert stored(engine) == before
 
 
-def test_energy_without_its_method(client: TestClient, project: ProjectKeys, run_id: str,
-                                   engine: Engine):
+def test_energy_without_its_method(
+    client: TestClient, project: ProjectKeys, run_id: str, engine: Engine
+):
     before = stored(engine)
-    response = client.post(f"/api/v1/runs/{run_id}/energy",
-                           json={"samples": [sample(0, cpu_method=None)]}, headers=project.write)
+    response = client.post(
+        f"/api/v1/runs/{run_id}/energy",
+        json={"samples": [sample(0, cpu_method=None)]},
+        headers=project.write,
+    )
     assert_error(response, 422, "cpu_kwh and cpu_method must be given together")
     assert stored(engine) == before
 
@@ -132,29 +156,34 @@ def test_missing_fields(client: TestClient, project: ProjectKeys, run_id: str, e
     before = stored(engine)
     incomplete = sample(0)
     del incomplete["t_end"]
-    response = client.post(f"/api/v1/runs/{run_id}/energy", json={"samples": [incomplete]},
-                           headers=project.write)
+    response = client.post(
+        f"/api/v1/runs/{run_id}/energy", json={"samples": [incomplete]}, headers=project.write
+    )
     assert_error(response, 422, "t_end", "Field required")
     body = run_body()
     del body["carbon_intensity_g_per_kwh"]
-    assert_error(client.post("/api/v1/runs", json=body, headers=project.write), 422,
-                 "carbon_intensity_g_per_kwh", "Field required")
+    assert_error(
+        client.post("/api/v1/runs", json=body, headers=project.write),
+        422,
+        "carbon_intensity_g_per_kwh",
+        "Field required",
+    )
     assert stored(engine) == before
 
 
 def test_wrong_types(client: TestClient, project: ProjectKeys, run_id: str, engine: Engine):
     before = stored(engine)
-    response = client.post(f"/api/v1/runs/{run_id}/energy",
-                           json={"samples": [{**sample(0), "seq": "third"}]},
-                           headers=project.write)
+    response = client.post(
+        f"/api/v1/runs/{run_id}/energy",
+        json={"samples": [{**sample(0), "seq": "third"}]},
+        headers=project.write,
+    )
     assert_error(response, 422, "seq", "valid integer")
     response = client.post("/api/v1/runs", json=run_body(id="not-a-uuid"), headers=project.write)
     assert_error(response, 422, "id", "UUID")
-    response = client.post("/api/v1/runs", json=run_body(kind="pretraining"),
-                           headers=project.write)
+    response = client.post("/api/v1/runs", json=run_body(kind="pretraining"), headers=project.write)
     assert_error(response, 422, "kind", "search-trial")
-    response = client.post(f"/api/v1/runs/{run_id}/energy", json=[sample(0)],
-                           headers=project.write)
+    response = client.post(f"/api/v1/runs/{run_id}/energy", json=[sample(0)], headers=project.write)
     assert_error(response, 422, "body")
     response = post_raw(client, f"/api/v1/runs/{run_id}/energy", "{not json", project.write)
     assert_error(response, 422, "JSON")
@@ -162,69 +191,96 @@ def test_wrong_types(client: TestClient, project: ProjectKeys, run_id: str, engi
 
 
 def test_naive_timestamps_are_refused(client: TestClient, project: ProjectKeys, run_id: str):
-    response = client.post(f"/api/v1/runs/{run_id}/energy",
-                           json={"samples": [sample(0, t_start="2026-12-01T10:00:00")]},
-                           headers=project.write)
+    response = client.post(
+        f"/api/v1/runs/{run_id}/energy",
+        json={"samples": [sample(0, t_start="2026-12-01T10:00:00")]},
+        headers=project.write,
+    )
     assert_error(response, 422, "timezone")
 
 
 def test_unknown_fields_are_refused(client: TestClient, project: ProjectKeys, run_id: str):
-    response = client.post(f"/api/v1/runs/{run_id}/energy",
-                           json={"samples": [sample(0, co2_kg=1.0)]}, headers=project.write)
+    response = client.post(
+        f"/api/v1/runs/{run_id}/energy",
+        json={"samples": [sample(0, co2_kg=1.0)]},
+        headers=project.write,
+    )
     assert_error(response, 422, "co2_kg", "Extra inputs are not permitted")
 
 
-def test_batch_over_the_size_limit(client: TestClient, project: ProjectKeys, run_id: str,
-                                   engine: Engine):
+def test_batch_over_the_size_limit(
+    client: TestClient, project: ProjectKeys, run_id: str, engine: Engine
+):
     before = stored(engine)
     too_many = [sample(i) for i in range(MAX_BATCH_ITEMS + 1)]
-    response = client.post(f"/api/v1/runs/{run_id}/energy", json={"samples": too_many},
-                           headers=project.write)
+    response = client.post(
+        f"/api/v1/runs/{run_id}/energy", json={"samples": too_many}, headers=project.write
+    )
     assert_error(response, 422, "samples", f"at most {MAX_BATCH_ITEMS}")
     points = [point(i % 60, 0.5, name=f"m{i}") for i in range(MAX_BATCH_ITEMS + 1)]
-    response = client.post(f"/api/v1/runs/{run_id}/metrics", json={"points": points},
-                           headers=project.write)
+    response = client.post(
+        f"/api/v1/runs/{run_id}/metrics", json={"points": points}, headers=project.write
+    )
     assert_error(response, 422, "points", f"at most {MAX_BATCH_ITEMS}")
-    assert_error(client.post(f"/api/v1/runs/{run_id}/energy", json={"samples": []},
-                             headers=project.write), 422, "at least 1")
+    assert_error(
+        client.post(f"/api/v1/runs/{run_id}/energy", json={"samples": []}, headers=project.write),
+        422,
+        "at least 1",
+    )
     assert stored(engine) == before
 
 
-def test_duplicate_with_different_content(client: TestClient, project: ProjectKeys,
-                                          run_id: str, engine: Engine):
-    client.post(f"/api/v1/runs/{run_id}/energy", json={"samples": [sample(0)]},
-                headers=project.write)
-    client.post(f"/api/v1/runs/{run_id}/metrics", json={"points": [point(1, 0.5)]},
-                headers=project.write)
+def test_duplicate_with_different_content(
+    client: TestClient, project: ProjectKeys, run_id: str, engine: Engine
+):
+    client.post(
+        f"/api/v1/runs/{run_id}/energy", json={"samples": [sample(0)]}, headers=project.write
+    )
+    client.post(
+        f"/api/v1/runs/{run_id}/metrics", json={"points": [point(1, 0.5)]}, headers=project.write
+    )
     before = stored(engine)
     # The new sample 1 must not be stored either: the batch is one transaction.
-    response = client.post(f"/api/v1/runs/{run_id}/energy",
-                           json={"samples": [sample(1), sample(0, cpu_kwh=0.002)]},
-                           headers=project.write)
+    response = client.post(
+        f"/api/v1/runs/{run_id}/energy",
+        json={"samples": [sample(1), sample(0, cpu_kwh=0.002)]},
+        headers=project.write,
+    )
     assert_error(response, 409, "rank 0, seq 0", "cpu_kwh")
-    response = client.post(f"/api/v1/runs/{run_id}/metrics",
-                           json={"points": [point(2, 0.6), point(1, 0.9)]},
-                           headers=project.write)
+    response = client.post(
+        f"/api/v1/runs/{run_id}/metrics",
+        json={"points": [point(2, 0.6), point(1, 0.9)]},
+        headers=project.write,
+    )
     assert_error(response, 409, "accuracy", "step 1", "value")
     # Twice in one batch with different content is a client bug, reported as such.
-    response = client.post(f"/api/v1/runs/{run_id}/energy",
-                           json={"samples": [sample(5), sample(5, gpu_kwh=0.1)]},
-                           headers=project.write)
+    response = client.post(
+        f"/api/v1/runs/{run_id}/energy",
+        json={"samples": [sample(5), sample(5, gpu_kwh=0.1)]},
+        headers=project.write,
+    )
     assert_error(response, 422, "samples[1]", "seq 5")
     assert stored(engine) == before
 
 
 def test_bad_query_parameters(client: TestClient, project: ProjectKeys):
-    assert_error(client.get("/api/v1/runs", params={"limit": 0}, headers=project.read), 422,
-                 "limit")
-    assert_error(client.get("/api/v1/runs", params={"limit": 501}, headers=project.read), 422,
-                 "limit")
-    assert_error(client.get("/api/v1/runs", params={"status": "paused"}, headers=project.read),
-                 422, "status")
-    assert_error(client.get("/api/v1/runs", params={"started_after": "yesterday"},
-                            headers=project.read), 422, "started_after")
-    assert_error(client.get("/api/v1/totals", params={"by": "colour"}, headers=project.read),
-                 422, "by")
+    assert_error(
+        client.get("/api/v1/runs", params={"limit": 0}, headers=project.read), 422, "limit"
+    )
+    assert_error(
+        client.get("/api/v1/runs", params={"limit": 501}, headers=project.read), 422, "limit"
+    )
+    assert_error(
+        client.get("/api/v1/runs", params={"status": "paused"}, headers=project.read), 422, "status"
+    )
+    assert_error(
+        client.get("/api/v1/runs", params={"started_after": "yesterday"}, headers=project.read),
+        422,
+        "started_after",
+    )
+    assert_error(
+        client.get("/api/v1/totals", params={"by": "colour"}, headers=project.read), 422, "by"
+    )
     assert_error(client.get("/api/v1/runs/not-a-uuid", headers=project.read), 422, "run_id")
 
 

@@ -13,8 +13,9 @@ from .helpers import run_body
 
 def test_creating_a_project_needs_the_admin_token(client: TestClient):
     assert client.post("/api/v1/projects", json={"name": "p"}).status_code == 401
-    wrong = client.post("/api/v1/projects", json={"name": "p"},
-                        headers={"Authorization": "Bearer not-the-token"})
+    wrong = client.post(
+        "/api/v1/projects", json={"name": "p"}, headers={"Authorization": "Bearer not-the-token"}
+    )
     assert (wrong.status_code, wrong.json()["error"]) == (401, "unauthorized")
     assert client.post("/api/v1/projects", json={"name": "p"}, headers=ADMIN).status_code == 201
     again = client.post("/api/v1/projects", json={"name": "p"}, headers=ADMIN)
@@ -24,15 +25,17 @@ def test_creating_a_project_needs_the_admin_token(client: TestClient):
 def test_no_admin_token_configured_means_no_project_creation(settings: Settings, engine: Engine):
     app = create_app(settings.model_copy(update={"admin_token": None}), engine)
     with TestClient(app) as client:
-        response = client.post("/api/v1/projects", json={"name": "p"},
-                               headers={"Authorization": "Bearer anything"})
+        response = client.post(
+            "/api/v1/projects", json={"name": "p"}, headers={"Authorization": "Bearer anything"}
+        )
     assert response.status_code == 403
     assert response.json()["error"] == "admin_disabled"
     assert "GREENAUDIT_ADMIN_TOKEN" in response.json()["detail"]
 
 
-def test_keys_are_stored_hashed_and_scoped(client: TestClient, project: ProjectKeys,
-                                           engine: Engine):
+def test_keys_are_stored_hashed_and_scoped(
+    client: TestClient, project: ProjectKeys, engine: Engine
+):
     write_key = project.write["Authorization"].split()[1]
     with engine.connect() as connection:
         hashes = connection.execute(select(ApiKey.prefix, ApiKey.secret_hash)).all()
@@ -55,29 +58,36 @@ def test_missing_malformed_unknown_and_revoked_keys(client: TestClient, project:
     keys = client.get(f"/api/v1/projects/{project.id}/keys", headers=ADMIN).json()
     read_key = next(k for k in keys if k["scope"] == "read")
     assert "key" not in read_key
-    revoked = client.post(f"/api/v1/projects/{project.id}/keys/{read_key['id']}/revoke",
-                          headers=ADMIN)
+    revoked = client.post(
+        f"/api/v1/projects/{project.id}/keys/{read_key['id']}/revoke", headers=ADMIN
+    )
     assert revoked.json()["revoked_at"] is not None
     response = client.get("/api/v1/runs", headers=project.read)
     assert response.status_code == 401 and "revoked" in response.json()["detail"]
 
 
 def test_new_keys_and_last_use(client: TestClient, project: ProjectKeys):
-    issued = client.post(f"/api/v1/projects/{project.id}/keys",
-                         json={"scope": "read", "name": "dashboards"}, headers=ADMIN).json()
+    issued = client.post(
+        f"/api/v1/projects/{project.id}/keys",
+        json={"scope": "read", "name": "dashboards"},
+        headers=ADMIN,
+    ).json()
     headers = {"Authorization": f"Bearer {issued['key']}"}
     assert client.get(f"/api/v1/projects/{project.id}", headers=headers).json()["name"] == "vision"
-    keys = {k["id"]: k for k in client.get(f"/api/v1/projects/{project.id}/keys",
-                                           headers=ADMIN).json()}
+    keys = {
+        k["id"]: k for k in client.get(f"/api/v1/projects/{project.id}/keys", headers=ADMIN).json()
+    }
     assert keys[issued["id"]]["last_used_at"] is not None
 
 
-def test_a_key_sees_only_its_own_project(client: TestClient, project: ProjectKeys,
-                                         other_project: ProjectKeys):
+def test_a_key_sees_only_its_own_project(
+    client: TestClient, project: ProjectKeys, other_project: ProjectKeys
+):
     response = client.get(f"/api/v1/projects/{project.id}", headers=other_project.read)
     assert response.status_code == 404
-    response = client.post("/api/v1/runs", json=run_body(project="vision"),
-                           headers=other_project.write)
+    response = client.post(
+        "/api/v1/runs", json=run_body(project="vision"), headers=other_project.write
+    )
     assert response.status_code == 404 and "vision" in response.json()["detail"]
 
 

@@ -37,16 +37,13 @@ def test_create_run_is_idempotent_on_the_client_uuid(client: TestClient, project
 def test_recreating_a_run_with_another_identity_conflicts(client: TestClient, project: ProjectKeys):
     body = run_body()
     client.post("/api/v1/runs", json=body, headers=project.write)
-    response = client.post("/api/v1/runs", json={**body, "model": "vit-b16"},
-                           headers=project.write)
+    response = client.post("/api/v1/runs", json={**body, "model": "vit-b16"}, headers=project.write)
     assert response.status_code == 409
     assert response.json()["error"] == "conflict"
     assert "model" in response.json()["detail"]
 
 
-def test_energy_totals_and_co2_follow_intensity_and_pue(
-    client: TestClient, project: ProjectKeys
-):
+def test_energy_totals_and_co2_follow_intensity_and_pue(client: TestClient, project: ProjectKeys):
     run = create_run(client, project)
     batch = {"samples": [sample(0), sample(1), sample(2)]}
     response = client.post(f"/api/v1/runs/{run['id']}/energy", json=batch, headers=project.write)
@@ -66,26 +63,29 @@ def test_energy_totals_and_co2_follow_intensity_and_pue(
     assert totals["methods"] == {"cpu": ["rapl"], "gpu": ["nvml-counter"], "ram": ["codecarbon"]}
 
 
-def test_resent_batches_are_stored_once(
-    client: TestClient, project: ProjectKeys, engine: Engine
-):
+def test_resent_batches_are_stored_once(client: TestClient, project: ProjectKeys, engine: Engine):
     run = create_run(client, project)
     energy = {"samples": [sample(0), sample(1)]}
     metrics = {"points": [point(1, 0.5), point(2, 0.7)]}
     for _ in range(2):
         client.post(f"/api/v1/runs/{run['id']}/energy", json=energy, headers=project.write)
         client.post(f"/api/v1/runs/{run['id']}/metrics", json=metrics, headers=project.write)
-    energy_again = client.post(f"/api/v1/runs/{run['id']}/energy", json=energy,
-                               headers=project.write)
-    metrics_again = client.post(f"/api/v1/runs/{run['id']}/metrics", json=metrics,
-                                headers=project.write)
+    energy_again = client.post(
+        f"/api/v1/runs/{run['id']}/energy", json=energy, headers=project.write
+    )
+    metrics_again = client.post(
+        f"/api/v1/runs/{run['id']}/metrics", json=metrics, headers=project.write
+    )
     assert energy_again.json() == {"inserted": 0, "duplicates": 2}
     assert metrics_again.json() == {"inserted": 0, "duplicates": 2}
     assert count(engine, EnergySample) == 2
     assert count(engine, MetricPoint) == 2
     # A batch mixing stored and new items stores only the new ones.
-    mixed = client.post(f"/api/v1/runs/{run['id']}/energy",
-                        json={"samples": [sample(1), sample(2)]}, headers=project.write)
+    mixed = client.post(
+        f"/api/v1/runs/{run['id']}/energy",
+        json={"samples": [sample(1), sample(2)]},
+        headers=project.write,
+    )
     assert mixed.json() == {"inserted": 1, "duplicates": 1}
     assert count(engine, EnergySample) == 3
 
@@ -100,13 +100,15 @@ def test_samples_of_different_ranks_do_not_collide(client: TestClient, project: 
 def test_metric_series_come_back_exactly(client: TestClient, project: ProjectKeys):
     run = create_run(client, project)
     points = [point(1, 0.51), point(2, 0.73), point(3, 0.8125), point(1, 1.9, name="loss")]
-    client.post(f"/api/v1/runs/{run['id']}/metrics", json={"points": points},
-                headers=project.write)
-    accuracy = client.get(f"/api/v1/runs/{run['id']}/metrics", params={"name": "accuracy"},
-                          headers=project.read).json()
+    client.post(f"/api/v1/runs/{run['id']}/metrics", json={"points": points}, headers=project.write)
+    accuracy = client.get(
+        f"/api/v1/runs/{run['id']}/metrics", params={"name": "accuracy"}, headers=project.read
+    ).json()
     assert accuracy["total"] == 3
     assert [(p["step"], p["value"]) for p in accuracy["items"]] == [
-        (1, 0.51), (2, 0.73), (3, 0.8125)
+        (1, 0.51),
+        (2, 0.73),
+        (3, 0.8125),
     ]
     assert accuracy["items"][0]["time"].startswith("2026-12-01T10:01:30")
     every = client.get(f"/api/v1/runs/{run['id']}/metrics", headers=project.read).json()
@@ -115,10 +117,14 @@ def test_metric_series_come_back_exactly(client: TestClient, project: ProjectKey
 
 def test_energy_series_is_in_time_order_and_paginated(client: TestClient, project: ProjectKeys):
     run = create_run(client, project)
-    client.post(f"/api/v1/runs/{run['id']}/energy",
-                json={"samples": [sample(2), sample(0), sample(1)]}, headers=project.write)
-    page = client.get(f"/api/v1/runs/{run['id']}/energy", params={"limit": 2, "offset": 1},
-                      headers=project.read).json()
+    client.post(
+        f"/api/v1/runs/{run['id']}/energy",
+        json={"samples": [sample(2), sample(0), sample(1)]},
+        headers=project.write,
+    )
+    page = client.get(
+        f"/api/v1/runs/{run['id']}/energy", params={"limit": 2, "offset": 1}, headers=project.read
+    ).json()
     assert page["total"] == 3
     assert [s["seq"] for s in page["items"]] == [1, 2]
     assert page["items"][0]["duration_s"] == 60.0
@@ -128,10 +134,11 @@ def test_energy_series_is_in_time_order_and_paginated(client: TestClient, projec
 
 def test_update_and_finish_a_run(client: TestClient, project: ProjectKeys):
     run = create_run(client, project)
-    updated = client.patch(f"/api/v1/runs/{run['id']}",
-                           json={"samples_processed": 5000, "model_params": 11_000_000,
-                                 "meta": {"lr": 0.1}},
-                           headers=project.write).json()
+    updated = client.patch(
+        f"/api/v1/runs/{run['id']}",
+        json={"samples_processed": 5000, "model_params": 11_000_000, "meta": {"lr": 0.1}},
+        headers=project.write,
+    ).json()
     assert (updated["samples_processed"], updated["model_params"]) == (5000, 11_000_000)
     assert updated["meta"] == {"lr": 0.1}
     finish = {"status": "finished", "ended_at": "2026-12-01T10:05:00Z", "duration_s": 300.0}
@@ -139,31 +146,60 @@ def test_update_and_finish_a_run(client: TestClient, project: ProjectKeys):
     assert done.status_code == 200
     assert (done.json()["status"], done.json()["duration_s"]) == ("finished", 300.0)
     # Re-sending the same finish is harmless; a different ending is a conflict.
-    assert client.post(f"/api/v1/runs/{run['id']}/finish", json=finish,
-                       headers=project.write).status_code == 200
+    assert (
+        client.post(
+            f"/api/v1/runs/{run['id']}/finish", json=finish, headers=project.write
+        ).status_code
+        == 200
+    )
     failed = {**finish, "status": "failed"}
-    assert client.post(f"/api/v1/runs/{run['id']}/finish", json=failed,
-                       headers=project.write).status_code == 409
+    assert (
+        client.post(
+            f"/api/v1/runs/{run['id']}/finish", json=failed, headers=project.write
+        ).status_code
+        == 409
+    )
 
 
 def test_joules_per_sample(client: TestClient, project: ProjectKeys):
     run = create_run(client, project)
-    client.post(f"/api/v1/runs/{run['id']}/energy", json={"samples": [sample(0)]},
-                headers=project.write)
-    client.patch(f"/api/v1/runs/{run['id']}", json={"samples_processed": 1000},
-                 headers=project.write)
+    client.post(
+        f"/api/v1/runs/{run['id']}/energy", json={"samples": [sample(0)]}, headers=project.write
+    )
+    client.patch(
+        f"/api/v1/runs/{run['id']}", json={"samples_processed": 1000}, headers=project.write
+    )
     totals = client.get(f"/api/v1/runs/{run['id']}", headers=project.read).json()["totals"]
     # 0.0055 kWh = 19,800 J over 1000 samples = 19.8 J per sample
     assert math.isclose(totals["j_per_sample"], 19.8, rel_tol=1e-12)
 
 
 def test_list_runs_filters_and_pagination(client: TestClient, project: ProjectKeys):
-    create_run(client, project, model="resnet18", dataset="cifar10", group="sweep-1",
-               started_at="2026-12-01T10:00:00Z")
-    create_run(client, project, model="resnet50", dataset="cifar10", group="sweep-1",
-               started_at="2026-12-02T10:00:00Z", kind="search-trial")
-    create_run(client, project, model="resnet50", dataset="imagenet", task="detection",
-               started_at="2026-12-03T10:00:00Z")
+    create_run(
+        client,
+        project,
+        model="resnet18",
+        dataset="cifar10",
+        group="sweep-1",
+        started_at="2026-12-01T10:00:00Z",
+    )
+    create_run(
+        client,
+        project,
+        model="resnet50",
+        dataset="cifar10",
+        group="sweep-1",
+        started_at="2026-12-02T10:00:00Z",
+        kind="search-trial",
+    )
+    create_run(
+        client,
+        project,
+        model="resnet50",
+        dataset="imagenet",
+        task="detection",
+        started_at="2026-12-03T10:00:00Z",
+    )
 
     def names(**params: object) -> list[str]:
         body = client.get("/api/v1/runs", params=params, headers=project.read).json()
@@ -176,11 +212,11 @@ def test_list_runs_filters_and_pagination(client: TestClient, project: ProjectKe
     assert names(kind="search-trial") == ["resnet50/cifar10"]
     assert names(status="running") == names()
     assert names(status="finished") == []
-    assert names(started_after="2026-12-02T00:00:00Z", started_before="2026-12-03T00:00:00Z") \
-        == ["resnet50/cifar10"]
+    assert names(started_after="2026-12-02T00:00:00Z", started_before="2026-12-03T00:00:00Z") == [
+        "resnet50/cifar10"
+    ]
     assert names(project="vision") == names()
-    page = client.get("/api/v1/runs", params={"limit": 1, "offset": 1},
-                      headers=project.read).json()
+    page = client.get("/api/v1/runs", params={"limit": 1, "offset": 1}, headers=project.read).json()
     assert (page["total"], len(page["items"]), page["items"][0]["model"]) == (3, 1, "resnet50")
 
 
@@ -188,18 +224,26 @@ def test_totals_by_project_model_and_dataset(client: TestClient, project: Projec
     a = create_run(client, project, model="resnet18", dataset="cifar10")
     b = create_run(client, project, model="resnet50", dataset="cifar10")
     c = create_run(client, project, model="resnet50", dataset="imagenet")
-    client.post(f"/api/v1/runs/{a['id']}/energy", json={"samples": [sample(0)]},
-                headers=project.write)
-    client.post(f"/api/v1/runs/{b['id']}/energy", json={"samples": [sample(0), sample(1)]},
-                headers=project.write)
-    client.post(f"/api/v1/runs/{c['id']}/energy",
-                json={"samples": [sample(0), sample(1), sample(2)]}, headers=project.write)
-    client.patch(f"/api/v1/runs/{b['id']}", json={"samples_processed": 2200},
-                 headers=project.write)
+    client.post(
+        f"/api/v1/runs/{a['id']}/energy", json={"samples": [sample(0)]}, headers=project.write
+    )
+    client.post(
+        f"/api/v1/runs/{b['id']}/energy",
+        json={"samples": [sample(0), sample(1)]},
+        headers=project.write,
+    )
+    client.post(
+        f"/api/v1/runs/{c['id']}/energy",
+        json={"samples": [sample(0), sample(1), sample(2)]},
+        headers=project.write,
+    )
+    client.patch(f"/api/v1/runs/{b['id']}", json={"samples_processed": 2200}, headers=project.write)
     for run, seconds in ((a, 60.0), (b, 120.0)):
-        client.post(f"/api/v1/runs/{run['id']}/finish",
-                    json={"ended_at": "2026-12-01T11:00:00Z", "duration_s": seconds},
-                    headers=project.write)
+        client.post(
+            f"/api/v1/runs/{run['id']}/finish",
+            json={"ended_at": "2026-12-01T11:00:00Z", "duration_s": seconds},
+            headers=project.write,
+        )
 
     by_model = client.get("/api/v1/totals", params={"by": "model"}, headers=project.read).json()
     rows = {r["key"]: r for r in by_model["rows"]}
@@ -213,8 +257,7 @@ def test_totals_by_project_model_and_dataset(client: TestClient, project: Projec
     assert math.isclose(rows["resnet50"]["j_per_sample"], 18.0, rel_tol=1e-12)
     assert rows["resnet18"]["j_per_sample"] is None
 
-    by_dataset = client.get("/api/v1/totals", params={"by": "dataset"},
-                            headers=project.read).json()
+    by_dataset = client.get("/api/v1/totals", params={"by": "dataset"}, headers=project.read).json()
     datasets = {r["key"]: (r["runs"], round(r["energy_kwh"], 9)) for r in by_dataset["rows"]}
     assert datasets == {"imagenet": (1, 0.0165), "cifar10": (2, 0.0165)}
 
@@ -223,19 +266,22 @@ def test_totals_by_project_model_and_dataset(client: TestClient, project: Projec
     assert math.isclose(by_project["rows"][0]["cpu_kwh"], 6 * 0.001, rel_tol=1e-12)
     assert by_project["rows"][0]["duration_s"] == 180.0
 
-    filtered = client.get("/api/v1/totals", params={"by": "model", "dataset": "imagenet"},
-                          headers=project.read).json()
+    filtered = client.get(
+        "/api/v1/totals", params={"by": "model", "dataset": "imagenet"}, headers=project.read
+    ).json()
     assert [(r["key"], r["runs"]) for r in filtered["rows"]] == [("resnet50", 1)]
 
 
 def test_lineage_parent_and_group(client: TestClient, project: ProjectKeys):
     parent = create_run(client, project, kind="train", group="pretrain-finetune")
-    child = create_run(client, project, kind="finetune", parent_run_id=parent["id"],
-                       group="pretrain-finetune")
+    child = create_run(
+        client, project, kind="finetune", parent_run_id=parent["id"], group="pretrain-finetune"
+    )
     assert child["parent_run_id"] == parent["id"]
     assert child["group"] == "pretrain-finetune"
-    missing_parent = client.post("/api/v1/runs", json=run_body(parent_run_id=str(uuid.uuid4())),
-                                 headers=project.write)
+    missing_parent = client.post(
+        "/api/v1/runs", json=run_body(parent_run_id=str(uuid.uuid4())), headers=project.write
+    )
     assert missing_parent.status_code == 404
     assert "parent run" in missing_parent.json()["detail"]
 
@@ -249,11 +295,17 @@ def test_dataset_profiles_are_stored_once_per_version(client: TestClient, projec
     # p = (1/4, 1/4, 1/2): H = 2·(1/4·2) + 1/2·1 = 1.5 bits; the empty class does not count.
     assert math.isclose(profile["entropy_bits"], 1.5, rel_tol=1e-12)
     assert (profile["num_classes"], profile["sample_count"]) == (3, 200)
-    changed = client.post("/api/v1/datasets/profiles",
-                          json={**body, "class_counts": [10, 10, 0, 100]}, headers=project.write)
+    changed = client.post(
+        "/api/v1/datasets/profiles",
+        json={**body, "class_counts": [10, 10, 0, 100]},
+        headers=project.write,
+    )
     assert changed.status_code == 409
-    uniform = client.post("/api/v1/datasets/profiles",
-                          json={"name": "imagenet", "num_classes": 1000}, headers=project.write)
+    uniform = client.post(
+        "/api/v1/datasets/profiles",
+        json={"name": "imagenet", "num_classes": 1000},
+        headers=project.write,
+    )
     assert math.isclose(uniform.json()["entropy_bits"], math.log2(1000), rel_tol=1e-12)
     listed = client.get("/api/v1/datasets/profiles", headers=project.read).json()
     assert [p["name"] for p in listed] == ["imagenet", "toy"]

@@ -24,8 +24,11 @@ class Clock:
 
 @pytest.fixture
 def devices(monkeypatch: pytest.MonkeyPatch) -> list[FakeDevice]:
-    found = [FakeDevice("GPU-aaaa", energy_mj=1_000_000), FakeDevice("GPU-bbbb"),
-             FakeDevice("GPU-cccc")]
+    found = [
+        FakeDevice("GPU-aaaa", energy_mj=1_000_000),
+        FakeDevice("GPU-bbbb"),
+        FakeDevice("GPU-cccc"),
+    ]
     monkeypatch.setitem(sys.modules, "pynvml", make_module(found))
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     return found
@@ -49,17 +52,26 @@ def test_counter_energy_of_all_devices(devices: list[FakeDevice]):
 
 @pytest.mark.parametrize(
     ("visible", "expected_kwh", "count"),
-    [("1", 0.002, 1), ("GPU-cccc,0", 0.004 + 0.001, 2), ("2,bogus,1", 0.004, 1), ("7", None, 0),
-     ("", None, 0), ("-1", None, 0)],
+    [
+        ("1", 0.002, 1),
+        ("GPU-cccc,0", 0.004 + 0.001, 2),
+        ("2,bogus,1", 0.004, 1),
+        ("7", None, 0),
+        ("", None, 0),
+        ("-1", None, 0),
+    ],
 )
 def test_cuda_visible_devices_is_honoured(
-    devices: list[FakeDevice], monkeypatch: pytest.MonkeyPatch, visible: str,
-    expected_kwh: float | None, count: int,
+    devices: list[FakeDevice],
+    monkeypatch: pytest.MonkeyPatch,
+    visible: str,
+    expected_kwh: float | None,
+    count: int,
 ):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     meter = NvmlGpuMeter(Clock())
     assert meter.start() is (count > 0)
-    for device, mj in zip(devices, (3_600_000, 7_200_000, 14_400_000)):
+    for device, mj in zip(devices, (3_600_000, 7_200_000, 14_400_000), strict=True):
         device.energy_mj += mj
     reading = meter.read()
     if expected_kwh is None:

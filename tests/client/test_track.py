@@ -29,9 +29,14 @@ def busy(seconds: float) -> int:
 
 
 def offline_settings(tmp_path: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {"home": tmp_path, "url": None, "api_key": None,
-                                 "measure_interval_s": 0.2, "country": "FRA",
-                                 "flush_timeout_s": 5.0}
+    values: dict[str, object] = {
+        "home": tmp_path,
+        "url": None,
+        "api_key": None,
+        "measure_interval_s": 0.2,
+        "country": "FRA",
+        "flush_timeout_s": 5.0,
+    }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 
@@ -67,9 +72,9 @@ def test_without_a_service_the_decorator_measures_and_keeps_everything(
     assert result.cpu_kwh > 0 and result.ram_kwh > 0 and result.gpu_kwh == 0
     assert result.methods == {"cpu": "codecarbon", "ram": "codecarbon"}
     assert math.isclose(result.energy_kwh, result.cpu_kwh + result.ram_kwh, rel_tol=1e-12)
-    assert math.isclose(result.co2_kg,
-                        result.energy_kwh * result.carbon_intensity_g_per_kwh / 1000,
-                        rel_tol=1e-12)
+    assert math.isclose(
+        result.co2_kg, result.energy_kwh * result.carbon_intensity_g_per_kwh / 1000, rel_tol=1e-12
+    )
     assert "France (FRA)" in result.carbon_intensity_source
 
     ops = spooled_ops(result.spool_path)
@@ -139,8 +144,11 @@ def test_bad_metric_values_never_reach_the_training_code(
             run.log(step=2, loss=object(), accuracy=0.6)
             run.set(not_a_field=3, total_steps=10)
             run.dataset_profile()  # nothing given: ignored with a warning
-    values = [(op["body"]["name"], op["body"]["value"])
-              for op in spooled_ops(run.result.spool_path) if op["op"] == "metric"]
+    values = [
+        (op["body"]["name"], op["body"]["value"])
+        for op in spooled_ops(run.result.spool_path)
+        if op["op"] == "metric"
+    ]
     assert values == [("accuracy", 0.5), ("accuracy", 0.6)]
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "non-finite" in messages and "not a number" in messages
@@ -164,8 +172,9 @@ def test_invalid_configuration_disables_measurement_but_not_training(
 
 
 def test_unreachable_service_keeps_data_and_returns_promptly(tmp_path: Path):
-    settings = offline_settings(tmp_path, url=f"http://127.0.0.1:{free_port()}",
-                                api_key="ga_x_y", flush_timeout_s=1.0)
+    settings = offline_settings(
+        tmp_path, url=f"http://127.0.0.1:{free_port()}", api_key="ga_x_y", flush_timeout_s=1.0
+    )
     started = time.monotonic()
     with greenaudit.run(model="m", settings=settings) as run:
         run.log(step=1, accuracy=0.5)
@@ -174,9 +183,7 @@ def test_unreachable_service_keeps_data_and_returns_promptly(tmp_path: Path):
     assert Path(run.result.spool_path).exists()
 
 
-def test_runs_reach_the_service_and_flush_sends_leftovers(
-    tmp_path: Path, live_server: LiveServer
-):
+def test_runs_reach_the_service_and_flush_sends_leftovers(tmp_path: Path, live_server: LiveServer):
     online = offline_settings(tmp_path, url=live_server.url, api_key=live_server.write_key)
 
     with greenaudit.run(model="resnet", dataset="digits", settings=online) as run:
@@ -185,14 +192,16 @@ def test_runs_reach_the_service_and_flush_sends_leftovers(
         run.dataset_profile(labels=[0, 1, 1, 2, 2, 2, 2, 2])
         run.log(epoch=1, accuracy=0.75)
     assert run.result is not None and run.result.delivered
-    stored = httpx.get(f"{live_server.url}/api/v1/runs/{run.id}",
-                       headers=live_server.keys.read).json()
+    stored = httpx.get(
+        f"{live_server.url}/api/v1/runs/{run.id}", headers=live_server.keys.read
+    ).json()
     assert stored["status"] == "finished"
     assert (stored["samples_processed"], stored["model_params"]) == (1000, 12345)
     assert stored["totals"]["cpu_kwh"] == pytest.approx(run.result.cpu_kwh, rel=1e-12)
     assert stored["totals"]["co2_kg"] == pytest.approx(run.result.co2_kg, rel=1e-9)
-    profiles = httpx.get(f"{live_server.url}/api/v1/datasets/profiles",
-                         headers=live_server.keys.read).json()
+    profiles = httpx.get(
+        f"{live_server.url}/api/v1/datasets/profiles", headers=live_server.keys.read
+    ).json()
     assert [(p["name"], p["class_counts"]) for p in profiles] == [("digits", [1, 2, 5])]
     assert not list(online.spool_path.glob("*.jsonl"))  # delivered spools are removed
 
@@ -202,6 +211,7 @@ def test_runs_reach_the_service_and_flush_sends_leftovers(
         late.log(step=1, accuracy=0.25)
     assert flush_spool(offline.spool_path, online) == (1, 0)
     assert flush_spool(offline.spool_path, online) == (0, 0)
-    stored = httpx.get(f"{live_server.url}/api/v1/runs/{late.id}/metrics",
-                       headers=live_server.keys.read).json()
+    stored = httpx.get(
+        f"{live_server.url}/api/v1/runs/{late.id}/metrics", headers=live_server.keys.read
+    ).json()
     assert [(p["step"], p["value"]) for p in stored["items"]] == [(1, 0.25)]

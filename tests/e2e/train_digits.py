@@ -21,16 +21,22 @@ import greenaudit
 EPOCHS = int(sys.argv[1]) if len(sys.argv) > 1 else 25
 
 
-@greenaudit.track(model="mlp-128", dataset="digits", task="classification",
-                  primary_metric="accuracy", learning_rate=0.005)
+@greenaudit.track(
+    model="mlp-128",
+    dataset="digits",
+    task="classification",
+    primary_metric="accuracy",
+    learning_rate=0.005,
+)
 def train() -> list[tuple[int, float]]:
     run = greenaudit.current_run()
     digits = load_digits()
     x_train, x_test, y_train, y_test = train_test_split(
         digits.data / 16.0, digits.target, test_size=0.25, random_state=0
     )
-    model = MLPClassifier(hidden_layer_sizes=(128,), learning_rate_init=0.005, batch_size=8,
-                          random_state=0)
+    model = MLPClassifier(
+        hidden_layer_sizes=(128,), learning_rate_init=0.005, batch_size=8, random_state=0
+    )
     logged = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
