@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger("greenaudit.api")
@@ -93,6 +94,23 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(
             _body(code, exc.detail), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _database_unavailable(_request: Request, exc: OperationalError) -> JSONResponse:
+        logger.error("database unavailable: %s", exc.orig)
+        return JSONResponse(
+            _body("database_unavailable", "the database cannot be reached; retry later"),
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_request: Request, exc: IntegrityError) -> JSONResponse:
+        # Services check uniqueness first; this answers the rare race they cannot see.
+        return JSONResponse(
+            _body("conflict", "the request conflicts with data stored at the same moment"),
+            status_code=409,
         )
 
     @app.exception_handler(Exception)

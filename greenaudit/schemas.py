@@ -62,7 +62,9 @@ def _aware_utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[datetime, AfterValidator(_aware_utc)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
+# PostgreSQL text cannot hold NUL; refusing it here keeps such input a 422, not a 500.
+NO_NUL = r"^[^\x00]*$"
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=NO_NUL)]
 
 
 class WireModel(BaseModel):
@@ -154,7 +156,7 @@ class RunFinish(WireModel):
     status: RunStatus = RunStatus.finished
     ended_at: UtcDatetime
     duration_s: NonNegativeFloat
-    error: str | None = Field(default=None, max_length=4000)
+    error: str | None = Field(default=None, max_length=4000, pattern=NO_NUL)
 
     @model_validator(mode="after")
     def _terminal_status(self) -> RunFinish:

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from greenaudit.schemas import MAX_NAME_LENGTH, DatasetProfileIn
+from greenaudit.schemas import MAX_NAME_LENGTH, NO_NUL, DatasetProfileIn
 
 from ..deps import ReaderDep, SessionDep, WriterDep
 from ..errors import ERROR_RESPONSES
@@ -32,7 +32,7 @@ def put_profile(
 def list_profiles(
     session: SessionDep,
     caller: ReaderDep,
-    name: Annotated[str | None, Query(max_length=MAX_NAME_LENGTH)] = None,
+    name: Annotated[str | None, Query(max_length=MAX_NAME_LENGTH, pattern=NO_NUL)] = None,
 ) -> list[DatasetProfileOut]:
     """The project's dataset profiles."""
     return service.list_profiles(session, caller, name)

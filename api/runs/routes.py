@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query, Response
 
 from greenaudit.schemas import (
     MAX_NAME_LENGTH,
+    NO_NUL,
     BatchResult,
     EnergyBatch,
     MetricBatch,
@@ -117,7 +118,7 @@ def metric_series(
     run_id: uuid.UUID,
     session: SessionDep,
     caller: ReaderDep,
-    name: Annotated[str | None, Query(max_length=MAX_NAME_LENGTH)] = None,
+    name: Annotated[str | None, Query(max_length=MAX_NAME_LENGTH, pattern=NO_NUL)] = None,
     limit: SeriesLimit = 1000,
     offset: Offset = 0,
 ) -> Page[MetricPointOut]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from greenaudit.schemas import MeasurementMethod, RunKind, RunStatus
+from greenaudit.schemas import MeasurementMethod, Name, RunKind, RunStatus
 
 
 class RunTotals(BaseModel):
@@ -65,12 +65,12 @@ class RunOut(BaseModel):
 class RunFilters(BaseModel):
     """Filters shared by run lists and totals. Every filter is an exact match."""
 
-    project: str | None = Field(default=None, description="project id or name (the key's own)")
-    model: str | None = None
-    dataset: str | None = None
-    task: str | None = None
+    project: Name | None = Field(default=None, description="project id or name (the key's own)")
+    model: Name | None = None
+    dataset: Name | None = None
+    task: Name | None = None
     status: RunStatus | None = None
-    group: str | None = None
+    group: Name | None = None
     kind: RunKind | None = None
     started_after: datetime | None = Field(default=None, description="inclusive, ISO 8601")
     started_before: datetime | None = Field(default=None, description="exclusive, ISO 8601")

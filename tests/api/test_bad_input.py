@@ -286,3 +286,23 @@ def test_bad_query_parameters(client: TestClient, project: ProjectKeys):
 
 def test_unknown_route_uses_the_error_shape(client: TestClient):
     assert_error(client.get("/api/v1/nothing-here"), 404, "Not Found")
+
+
+def test_nul_characters_are_refused_not_crashed_on(
+    client: TestClient, project: ProjectKeys, run_id: str, engine: Engine
+):
+    before = stored(engine)
+    assert_error(
+        client.post("/api/v1/runs", json=run_body(model="res\x00net"), headers=project.write),
+        422,
+        "model",
+    )
+    assert_error(
+        client.get("/api/v1/runs", params={"model": "a\x00b"}, headers=project.read), 422, "model"
+    )
+    assert_error(
+        client.get(f"/api/v1/runs/{run_id}/metrics", params={"name": "\x00"}, headers=project.read),
+        422,
+        "name",
+    )
+    assert stored(engine) == before
