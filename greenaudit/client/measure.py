@@ -159,6 +159,8 @@ class EnergyMeter:
         self._t_last = _utcnow()
         self.gpu_model: str | None = None
         self.gpu_count = 0
+        #: Set once the sources are started (or have failed to), so hardware facts are known.
+        self.ready = threading.Event()
 
     def start(self) -> None:
         self._thread.start()
@@ -172,7 +174,10 @@ class EnergyMeter:
 
     def _run(self) -> None:
         try:
-            self._start_sources()
+            try:
+                self._start_sources()
+            finally:
+                self.ready.set()
             while not self._stopping.wait(self._settings.measure_interval_s):
                 self._sample(final=False)
             self._sample(final=True)

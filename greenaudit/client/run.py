@@ -30,7 +30,7 @@ from .measure import (
     resolve_carbon_intensity,
     warm_up_in_background,
 )
-from .sender import RunSender
+from .sender import READY_WAIT_S, RunSender
 from .spool import RunSpool
 
 logger = logging.getLogger("greenaudit")
@@ -201,6 +201,7 @@ class Run:
             _warn_once("carbon", "greenaudit: carbon intensity unavailable (%s)", error)
         try:
             self._meter.start()
+            self._meter.ready.wait(READY_WAIT_S)
         finally:
             self._ready.set()
 

@@ -105,8 +105,9 @@ def test_openapi_has_examples_and_the_error_shape(client: TestClient):
 def test_an_unreachable_database_is_a_503_not_a_500():
     from ..conftest import free_port
 
-    settings = Settings(database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/none",
-                        admin_token="x" * 32)
+    settings = Settings(
+        database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/none", admin_token="x" * 32
+    )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         health = client.get("/healthz")
         runs = client.get("/api/v1/runs", headers={"Authorization": "Bearer ga_abc_def"})

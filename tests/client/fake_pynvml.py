@@ -20,6 +20,8 @@ class FakeDevice:
     energy_mj: int = 0
     power_mw: float = 0.0
     has_counter: bool = True
+    # Added to the counter at every read, so a device "works" while a run is measured.
+    mj_per_read: int = 0
 
 
 def make_module(devices: list[FakeDevice], *, init_fails: bool = False) -> types.ModuleType:
@@ -54,6 +56,7 @@ def make_module(devices: list[FakeDevice], *, init_fails: bool = False) -> types
     def nvmlDeviceGetTotalEnergyConsumption(device: FakeDevice) -> int:
         if not device.has_counter:
             raise NVMLError("Not Supported")
+        device.energy_mj += device.mj_per_read
         return device.energy_mj
 
     def nvmlDeviceGetPowerUsage(device: FakeDevice) -> float:

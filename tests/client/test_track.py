@@ -215,3 +215,29 @@ def test_runs_reach_the_service_and_flush_sends_leftovers(tmp_path: Path, live_s
         f"{live_server.url}/api/v1/runs/{late.id}/metrics", headers=live_server.keys.read
     ).json()
     assert [(p["step"], p["value"]) for p in stored["items"]] == [(1, 0.25)]
+
+
+def test_gpu_energy_comes_from_the_nvml_counter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import sys
+
+    from .fake_pynvml import FakeDevice, make_module
+
+    # Two visible GPUs of three; each read of a counter adds 0.001 kWh.
+    gpus = [FakeDevice(f"GPU-{i}", mj_per_read=3_600_000) for i in range(3)]
+    monkeypatch.setitem(sys.modules, "pynvml", make_module(gpus))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,2")
+    with greenaudit.run(model="big", settings=offline_settings(tmp_path)) as run:
+        busy(0.5)
+    result = run.result
+    assert result is not None
+    assert result.methods["gpu"] == "nvml-counter"
+    ops = spooled_ops(result.spool_path)
+    energy = [op["body"] for op in ops if op["op"] == "energy"]
+    # One read per sample per device after the opening read: 0.002 kWh per sample.
+    assert [e["gpu_kwh"] for e in energy] == pytest.approx([0.002] * len(energy))
+    assert {e["gpu_count"] for e in energy} == {2}
+    assert result.gpu_kwh == pytest.approx(0.002 * len(energy))
+    assert result.gpu_hours == pytest.approx(2 * result.measured_s / 3600)
+    hardware = ops[0]["body"]["hardware"]
+    assert (hardware["gpu_model"], hardware["gpu_count"]) == ("NVIDIA H200", 2)
+    assert gpus[1].energy_mj == 0  # the hidden GPU was never read
