@@ -8,27 +8,34 @@ optimizer step of a tiny model) three ways, in alternating order:
 Every step logs two metrics. Reports the median per-step time of each, the ratio to bare, the
 median cost of one run.log call, and the start and finish latency of a run.
 
-Usage: .venv/bin/python benchmarks/client_overhead.py [--steps 20000] [--trials 5]
+Usage: .venv/bin/python benchmarks/client_overhead.py [--trials 5]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
-import statistics
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-import httpx
-import numpy as np
+# One BLAS thread: the loop stands for the Python side of a training job, and on this 2-core
+# machine a multi-threaded matmul would measure core contention with the co-located server
+# rather than the hook. Must be set before numpy is imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import greenaudit
-from greenaudit.client.measure import warm_up_in_background
-from greenaudit.settings import Settings
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+
+import greenaudit  # noqa: E402
+from greenaudit.client.measure import warm_up_in_background  # noqa: E402
+from greenaudit.settings import Settings  # noqa: E402
 
 ADMIN = "bench-admin-token-" + "b" * 20
 
@@ -67,10 +74,43 @@ def start_service(home: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
     return server, key
 
 
+def measure(
+    steps: int, trials: int, matrix: np.ndarray, offline: Settings, online: Settings
+) -> dict[str, object]:
+    """Alternate bare, offline and service loops; medians per step and at run edges."""
+    per_step: dict[str, list[float]] = {"bare": [], "offline": [], "service": []}
+    start_s: list[float] = []
+    finish_s: dict[str, list[float]] = {"offline": [], "service": []}
+    delivered = []
+    for trial in range(trials):
+        order = ["bare", "offline", "service"]
+        order = order[trial % 3 :] + order[: trial % 3]
+        for mode in order:
+            if mode == "bare":
+                per_step["bare"].append(workload(steps, None, matrix))
+                continue
+            settings = offline if mode == "offline" else online
+            t0 = time.perf_counter()
+            run = greenaudit.run(model="bench", settings=settings)
+            run.__enter__()
+            start_s.append(time.perf_counter() - t0)
+            per_step[mode].append(workload(steps, run, matrix))
+            t1 = time.perf_counter()
+            run.__exit__(None, None, None)
+            finish_s[mode].append(time.perf_counter() - t1)
+            if mode == "service":
+                delivered.append(bool(run.result and run.result.delivered))
+    return {
+        "per_step": {mode: statistics.median(v) for mode, v in per_step.items()},
+        "start": statistics.median(start_s),
+        "finish": {mode: statistics.median(v) for mode, v in finish_s.items()},
+        "delivered": f"{sum(delivered)}/{len(delivered)}",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=20_000)
-    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--trials", type=int, default=7)
     parser.add_argument("--port", type=int, default=8791)
     args = parser.parse_args()
 
@@ -84,36 +124,19 @@ def main() -> None:
         measure_interval_s=1.0,
     )
     warm_up_in_background(offline).wait(30)
-    matrix = np.random.default_rng(0).standard_normal((32, 32)) / 8
-
-    per_step: dict[str, list[float]] = {"bare": [], "offline": [], "service": []}
-    start_s: list[float] = []
-    finish_s: dict[str, list[float]] = {"offline": [], "service": []}
-    delivered = []
+    rng = np.random.default_rng(0)
+    # (label, matrix size, steps): a tiny step where logging is the whole cost, and a step of
+    # a few milliseconds, still shorter than most real optimizer steps.
+    workloads = [("tiny step", 32, 20_000), ("~3 ms step", 448, 1_000)]
+    results = {}
     try:
-        for trial in range(args.trials):
-            order = ["bare", "offline", "service"]
-            order = order[trial % 3 :] + order[: trial % 3]
-            for mode in order:
-                if mode == "bare":
-                    per_step["bare"].append(workload(args.steps, None, matrix))
-                    continue
-                settings = offline if mode == "offline" else online
-                t0 = time.perf_counter()
-                run = greenaudit.run(model="bench", settings=settings)
-                run.__enter__()
-                start_s.append(time.perf_counter() - t0)
-                per_step[mode].append(workload(args.steps, run, matrix))
-                t1 = time.perf_counter()
-                run.__exit__(None, None, None)
-                finish_s[mode].append(time.perf_counter() - t1)
-                if mode == "service":
-                    delivered.append(run.result.delivered if run.result else False)
+        for label, size, steps in workloads:
+            matrix = rng.standard_normal((size, size)) / np.sqrt(size)
+            results[label] = (steps, measure(steps, args.trials, matrix, offline, online))
     finally:
         server.terminate()
         server.wait(10)
 
-    # One run.log call on its own (two metrics), from a tight loop.
     with greenaudit.run(model="bench", settings=offline) as run:
         calls = 100_000
         t0 = time.perf_counter()
@@ -121,22 +144,26 @@ def main() -> None:
             run.log(step=step, loss=0.1, accuracy=0.5)
         log_call_us = (time.perf_counter() - t0) / calls * 1e6
 
-    bare = statistics.median(per_step["bare"])
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, {platform.system()}"
+        f"Python {platform.python_version()}, {platform.system()}; trials: {args.trials}; "
+        "2 metrics logged per step; energy sampled every 1 s; 1 BLAS thread"
     )
-    print(f"steps per trial: {args.steps}, trials: {args.trials}, 2 metrics logged per step")
-    print("| loop | median µs/step | ratio to bare |")
-    print("| --- | --- | --- |")
-    for mode, values in per_step.items():
-        median = statistics.median(values)
-        print(f"| {mode} | {median * 1e6:.1f} | {median / bare:.3f} |")
-    print(f"run.log (2 metrics), median of one tight loop: {log_call_us:.2f} µs per call")
-    print(f"run start (enter), median: {statistics.median(start_s) * 1e3:.2f} ms")
-    for mode, values in finish_s.items():
-        print(f"run finish ({mode}), median: {statistics.median(values) * 1e3:.0f} ms")
-    print(f"service runs delivered: {sum(delivered)}/{len(delivered)}")
+    print(
+        "| workload | steps | bare µs/step | offline µs/step (ratio) | service µs/step (ratio) "
+        "| run start ms | finish offline ms | finish service ms | delivered |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for label, (steps, r) in results.items():
+        ps, fin = r["per_step"], r["finish"]  # type: ignore[index]
+        bare = ps["bare"]
+        print(
+            f"| {label} | {steps} | {bare * 1e6:.1f} | {ps['offline'] * 1e6:.1f} "
+            f"({ps['offline'] / bare:.3f}) | {ps['service'] * 1e6:.1f} "
+            f"({ps['service'] / bare:.3f}) | {r['start'] * 1e3:.2f} | "
+            f"{fin['offline'] * 1e3:.0f} | {fin['service'] * 1e3:.0f} | {r['delivered']} |"
+        )
+    print(f"run.log with 2 metrics, tight loop of {calls}: {log_call_us:.2f} µs per call")
 
 
 if __name__ == "__main__":

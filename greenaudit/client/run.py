@@ -318,11 +318,8 @@ class Run:
             step = epoch if epoch is not None else self._log_calls
         self._log_calls += 1
         self._last_step = step
-        now = time.time()
-        for name, value in metrics.items():
-            self._sender.submit(
-                "metric", {"name": name, "step": step, "epoch": epoch, "value": value, "time": now}
-            )
+        # One queue item per call, whatever the number of metrics; the sender unpacks it.
+        self._sender.submit("log", (step, epoch, time.time(), metrics))
 
     def set(self, **facts: Any) -> None:
         """Record facts about the run, for cost per sample and scaling curves.

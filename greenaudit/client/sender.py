@@ -20,6 +20,9 @@ logger = logging.getLogger("greenaudit")
 
 _CLOSE = object()
 SEND_INTERVAL_S = 2.0
+# The sender wakes this often to move queued items to the spool. Waking per item instead would
+# cost the training thread a GIL hand-off and a write syscall per logged metric.
+SPOOL_INTERVAL_S = 0.5
 # Hardware detection (CodeCarbon's first start in a process) can take seconds; the run is
 # created as soon as it is done, or after this long without it.
 READY_WAIT_S = 30.0
@@ -44,13 +47,11 @@ class RunSender:
         self._make_create_body = make_create_body
         self._ready = ready
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._wake = threading.Event()
         self._deadline = math.inf
         self._thread = threading.Thread(target=self._run, name="greenaudit-sender", daemon=True)
-        self._client = (
-            ServiceClient(settings.url, settings.api_key)
-            if settings.url and settings.api_key
-            else None
-        )
+        # Made on the sender thread: an HTTP client loads TLS certificates (about 10 ms).
+        self._client: ServiceClient | None = None
         self._warned: set[str] = set()
         self.delivered = False
         self._rejected = 0
@@ -59,7 +60,7 @@ class RunSender:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, op: str, body: dict[str, Any]) -> None:
+    def submit(self, op: str, body: Any) -> None:
         self._queue.put((op, body))
 
     def close(self, timeout_s: float) -> bool:
@@ -69,6 +70,7 @@ class RunSender:
         """
         self._deadline = time.monotonic() + timeout_s
         self._queue.put(_CLOSE)
+        self._wake.set()
         self._thread.join(timeout_s + READY_WAIT_S)
         return self.delivered
 
@@ -79,6 +81,8 @@ class RunSender:
 
     def _run(self) -> None:
         try:
+            if self._settings.url and self._settings.api_key:
+                self._client = ServiceClient(self._settings.url, self._settings.api_key)
             self._ready.wait(READY_WAIT_S)
             self._spool.append([SpooledOp("create_run", self._make_create_body())])
             self._loop()
@@ -100,8 +104,12 @@ class RunSender:
         next_send = time.monotonic() + SEND_INTERVAL_S
         unsent = True
         while True:
-            wait_s = max(0.0, min(next_send, self._deadline) - time.monotonic())
-            ops, close_now = self._drain(wait_s)
+            now = time.monotonic()
+            if not closing:
+                self._wake.wait(max(0.0, min(SPOOL_INTERVAL_S, next_send - now)))
+            else:  # waiting out a backoff, never past the deadline
+                time.sleep(max(0.0, min(next_send, self._deadline) - now))
+            ops, close_now = self._drain()
             if ops:
                 self._spool.append(ops)
                 unsent = True
@@ -140,47 +148,54 @@ class RunSender:
             if closing and time.monotonic() >= self._deadline:
                 return
 
-    def _drain(self, wait_s: float) -> tuple[list[SpooledOp], bool]:
-        """Everything queued, waiting up to ``wait_s`` for the first item."""
+    def _drain(self) -> tuple[list[SpooledOp], bool]:
+        """Everything queued so far, and whether a close was asked for."""
         ops: list[SpooledOp] = []
         close = False
         try:
-            item = self._queue.get(timeout=wait_s) if wait_s > 0 else self._queue.get_nowait()
+            item = self._queue.get_nowait()
             while True:
                 if item is _CLOSE:
                     close = True
                 else:
-                    op = self._to_wire(*item)
-                    if op is not None:
-                        ops.append(op)
+                    ops.extend(self._to_wire(*item))
                 item = self._queue.get_nowait()
         except queue.Empty:
             pass
         return ops, close
 
-    def _to_wire(self, op: str, body: dict[str, Any]) -> SpooledOp | None:
-        if op != "metric":
-            return SpooledOp(op, body)
-        # Metric points arrive raw from run.log; they are checked here, off the training thread.
-        try:
-            value = float(body["value"])
-        except (TypeError, ValueError):
-            self._warn_once(
-                f"type:{body['name']}",
-                "greenaudit: metric %r has a value that is "
-                "not a number (%r); such values are not recorded",
-                body["name"],
-                body["value"],
+    def _to_wire(self, op: str, body: Any) -> list[SpooledOp]:
+        if op != "log":
+            return [SpooledOp(op, body)]
+        # run.log calls arrive raw; they are checked and expanded here, off the training thread.
+        step, epoch, logged_at, metrics = body
+        time_iso = datetime.fromtimestamp(logged_at, timezone.utc).isoformat()
+        points = []
+        for name, raw in metrics.items():
+            try:
+                value = float(raw)
+            except (TypeError, ValueError):
+                self._warn_once(
+                    f"type:{name}",
+                    "greenaudit: metric %r has a value that is not a number (%r); such values "
+                    "are not recorded",
+                    name,
+                    raw,
+                )
+                continue
+            if not math.isfinite(value):
+                self._warn_once(
+                    f"nan:{name}",
+                    "greenaudit: metric %r was %r at step %s; non-finite values are not recorded",
+                    name,
+                    value,
+                    step,
+                )
+                continue
+            points.append(
+                SpooledOp(
+                    "metric",
+                    {"name": name, "step": step, "epoch": epoch, "value": value, "time": time_iso},
+                )
             )
-            return None
-        if not math.isfinite(value):
-            self._warn_once(
-                f"nan:{body['name']}",
-                "greenaudit: metric %r was %r at step %s; non-finite values are not recorded",
-                body["name"],
-                value,
-                body["step"],
-            )
-            return None
-        time_iso = datetime.fromtimestamp(body["time"], timezone.utc).isoformat()
-        return SpooledOp("metric", {**body, "value": value, "time": time_iso})
+        return points
