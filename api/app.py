@@ -8,6 +8,7 @@ from sqlalchemy import Engine, text
 from greenaudit import __version__
 from greenaudit.settings import Settings
 
+from .analytics.routes import router as analytics_router
 from .datasets.routes import router as datasets_router
 from .db import make_engine, make_session_factory
 from .errors import install_error_handlers
@@ -31,7 +32,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.read_sessions = make_session_factory(engine, writer=False)
     app.state.write_sessions = make_session_factory(engine, writer=True)
     install_error_handlers(app)
-    for router in (projects_router, runs_router, datasets_router, totals_router):
+    for router in (projects_router, runs_router, datasets_router, totals_router, analytics_router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["health"])

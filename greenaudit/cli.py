@@ -181,6 +181,235 @@ def demo(
     run_demo(settings, host=host, port=port, epochs=epochs, serve_after=serve_after)
 
 
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return str(value)
+
+    text = [[cell(v) for v in row] for row in rows]
+    widths = [
+        max(len(h), *(len(r[i]) for r in text)) if text else len(h) for i, h in enumerate(headers)
+    ]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in text]
+    return "\n".join(lines)
+
+
+def _query(path: str, params: dict[str, Any], url: str | None) -> dict[str, Any]:
+    settings = Settings()
+    base = url or settings.url
+    if not base or not settings.api_key:
+        _fail("set GREENAUDIT_URL and GREENAUDIT_API_KEY (a read or write key) to query")
+    try:
+        response = httpx.get(
+            f"{str(base).rstrip('/')}{path}",
+            params={k: v for k, v in params.items() if v is not None},
+            headers={"Authorization": f"Bearer {settings.api_key}"},
+            timeout=60,
+        )
+    except httpx.HTTPError as error:
+        _fail(f"cannot reach {base}: {error}")
+        raise
+    if response.status_code != 200:
+        _fail(f"HTTP {response.status_code}: {response.text}")
+    body: dict[str, Any] = response.json()
+    return body
+
+
+Url = Annotated[Optional[str], typer.Option(help="Service URL; default GREENAUDIT_URL.")]  # noqa: UP007
+Filter = Optional[str]  # noqa: UP007
+
+
+@app.command()
+def curves(
+    x: Annotated[
+        str, typer.Option(help="co2_kg, energy_kwh, gpu_hours, flops, model_params or dataset_size")
+    ] = "co2_kg",
+    metric: Annotated[str, typer.Option(help="Metric name, as logged.")] = "accuracy",
+    direction: Annotated[str, typer.Option(help="higher or lower is better")] = "higher",
+    target: Annotated[Optional[float], typer.Option(help="Score to project the cost of.")] = None,  # noqa: UP007
+    frontier_only: Annotated[bool, typer.Option(help="Fit the Pareto frontier only.")] = False,
+    include_published: Annotated[bool, typer.Option(help="Add the published catalog.")] = False,
+    model: Annotated[Filter, typer.Option()] = None,
+    dataset: Annotated[Filter, typer.Option()] = None,
+    task: Annotated[Filter, typer.Option()] = None,
+    group: Annotated[Filter, typer.Option()] = None,
+    url: Url = None,
+) -> None:
+    """Diminishing-returns curves across runs, as tables."""
+    answer = _query(
+        "/api/v1/analytics/diminishing-returns",
+        {
+            "x": x,
+            "metric": metric,
+            "direction": direction,
+            "target": target,
+            "frontier_only": frontier_only,
+            "include_published": include_published,
+            "model": model,
+            "dataset": dataset,
+            "task": task,
+            "group": group,
+        },
+        url,
+    )
+    unit = answer["x"]["unit"]
+    typer.echo(
+        f"{answer['score']} against {answer['x']['name']} ({unit}): "
+        f"{answer['runs_used']} runs, excluded {answer['excluded']} "
+        f"[{answer['definition']}]"
+    )
+    if answer["status"] != "ok":
+        typer.echo(f"insufficient data: {answer['reason']}")
+        return
+    rows = []
+    for fit in answer["fits"]:
+        params = ", ".join(
+            f"{p['name']}={p['value']:.4g}±{p['stderr']:.2g}" for p in fit["parameters"]
+        )
+        rows.append([fit["model"], fit["formula"], params, fit["r_squared"], fit["aicc"], fit["n"]])
+    typer.echo(_table(["fit", "formula", "parameters (±SE)", "R²", "AICc", "n"], rows))
+    typer.echo(f"best fit: {answer['best_fit'] or '-'} ({answer['best_fit_reason']})")
+    for model_name, reason in answer["failures"].items():
+        typer.echo(f"no {model_name} fit: {reason}")
+    typer.echo("\nPareto frontier:")
+    typer.echo(
+        _table(
+            ["run", "model", "dataset", f"x ({unit})", "score"],
+            [[p["name"], p["model"], p["dataset"], p["x"], p["score"]] for p in answer["frontier"]],
+        )
+    )
+    for projection in answer["projections"]:
+        typer.echo(
+            f"projection to {projection['target_score']} ({projection['model']}): "
+            f"{projection['x'] if projection['x'] is not None else '-'} {unit}, 95% "
+            f"[{projection['x_low']}, {projection['x_high']}]"
+            + (f" ({projection['reason']})" if projection["reason"] else "")
+        )
+    marginal = answer["marginal_cost"]
+    if marginal:
+        typer.echo(
+            f"next point ({marginal['model']}, from {marginal['from_score']:.4g} at "
+            f"{marginal['from_x']:.4g} {unit}): +{marginal['extra_x_per_point']} {unit}"
+            if marginal["extra_x_per_point"] is not None
+            else f"next point: {marginal['reason']}"
+        )
+
+
+@app.command()
+def nofade(
+    axis: Annotated[str, typer.Option(help="co2_kg, energy_kwh, gpu_hours or flops")] = "co2_kg",
+    metric: Annotated[str, typer.Option(help="A rate: accuracy, mIoU, mAP ...")] = "accuracy",
+    group_by: Annotated[str, typer.Option(help="dataset or task")] = "dataset",
+    include_published: Annotated[bool, typer.Option(help="Add the published catalog.")] = False,
+    limit: Annotated[int, typer.Option(help="Runs listed.")] = 20,
+    dataset: Annotated[Filter, typer.Option()] = None,
+    task: Annotated[Filter, typer.Option()] = None,
+    url: Url = None,
+) -> None:
+    """NoFADE greenaudit-1 per run and the saturation of each dataset or task, as tables."""
+    answer = _query(
+        "/api/v1/analytics/nofade",
+        {
+            "axis": axis,
+            "metric": metric,
+            "group_by": group_by,
+            "include_published": include_published,
+            "limit": limit,
+            "dataset": dataset,
+            "task": task,
+        },
+        url,
+    )
+    typer.echo(
+        f"NoFADE {answer['definition']} on {answer['axis']['name']} "
+        f"(C0 = {answer['c0_label']}), {answer['metric']}, {answer['runs_total']} runs"
+    )
+    typer.echo(answer["note"])
+    typer.echo(
+        _table(
+            ["model", "dataset", "score", "cost", "H bits", "ρ", "NoFADE", "note"],
+            [
+                [
+                    r["model"],
+                    r["dataset"],
+                    r["score"],
+                    r["cost"],
+                    r["entropy_bits"],
+                    r["rho"],
+                    r["nofade"],
+                    r["reason"] or ("approximate" if r["approximate"] else ""),
+                ]
+                for r in answer["runs"]
+            ],
+        )
+    )
+    t = answer["thresholds"]
+    typer.echo(
+        f"\nsaturation by {answer['group_by']} (saturated: σ ≥ {t['saturated_sigma']} or "
+        f"β < {t['saturated_beta']}; saturating: β < {t['saturating_beta']}):"
+    )
+    typer.echo(
+        _table(
+            [answer["group_by"], "runs", "σ", "β", "next +0.01 ρ costs", "status"],
+            [
+                [
+                    g["key"],
+                    g["runs_with_rho"],
+                    g["sigma"],
+                    g["beta"],
+                    g["cost_for_next_rho_0_01"],
+                    g["status"] or g["reason"],
+                ]
+                for g in answer["groups"]
+            ],
+        )
+    )
+
+
+@app.command("import")
+def import_(
+    path: Annotated[
+        Optional[Path],
+        typer.Argument(
+            help="A published-results CSV; default: "  # noqa: UP007
+            "the catalog shipped with greenaudit."
+        ),
+    ] = None,
+    url: Url = None,
+) -> None:
+    """Import published results as reference runs in the ``published`` project (admin token)."""
+    from greenaudit.catalog import import_catalog, is_catalog
+
+    settings = Settings()
+    base = url or settings.url or "http://127.0.0.1:8000"
+    if path is not None and not path.is_file():
+        _fail(f"{path} is not a file")
+    if path is not None and not is_catalog(path):
+        _fail(
+            f"{path} is not a published-results CSV (columns model, task, dataset, metric, "
+            "value, params_m, gflops, source); CodeCarbon emissions.csv import is not "
+            "available yet"
+        )
+    if not settings.admin_token:
+        _fail("set GREENAUDIT_ADMIN_TOKEN to the service's admin token")
+    try:
+        count, read_key = import_catalog(base, str(settings.admin_token), path)
+    except httpx.HTTPStatusError as error:
+        _fail(f"the service refused: HTTP {error.response.status_code} {error.response.text}")
+        raise
+    except httpx.HTTPError as error:
+        _fail(f"cannot reach {base}: {error}")
+        raise
+    typer.echo(f"imported {count} published results into project 'published'")
+    typer.echo(f"read key for it: {read_key}")
+    typer.echo("Compare your runs with them: greenaudit curves --include-published --x flops")
+
+
 def main() -> None:
     """Entry point of the ``greenaudit`` console script."""
     app(prog_name="greenaudit")

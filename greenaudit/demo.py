@@ -12,10 +12,10 @@ import time
 import warnings
 from typing import Any
 
-import httpx
 import typer
 
 import greenaudit
+from greenaudit.admin import project_keys
 from greenaudit.client.measure import warm_up_in_background
 from greenaudit.settings import Settings
 
@@ -50,28 +50,12 @@ def _start_server(settings: Settings, host: str, port: int) -> tuple[Any, thread
     return server, thread
 
 
-def _demo_keys(url: str, admin_token: str) -> tuple[str, str]:
-    """A write key and a read key for the demo project, creating the project on first use."""
-    admin = {"Authorization": f"Bearer {admin_token}"}
-    created = httpx.post(f"{url}/api/v1/projects", json={"name": DEMO_PROJECT}, headers=admin)
-    if created.status_code == 201:
-        body = created.json()
-        return body["write_key"]["key"], body["read_key"]["key"]
-    created.raise_for_status() if created.status_code != 409 else None
-    projects = httpx.get(f"{url}/api/v1/projects", headers=admin).json()
-    project_id = next(p["id"] for p in projects if p["name"] == DEMO_PROJECT)
-    keys = [
-        httpx.post(
-            f"{url}/api/v1/projects/{project_id}/keys",
-            json={"scope": scope, "name": "demo"},
-            headers=admin,
-        ).json()["key"]
-        for scope in ("write", "read")
-    ]
-    return keys[0], keys[1]
-
-
-def train_width_sweep(settings: Settings, epochs: int) -> list[greenaudit.RunResult]:
+def train_width_sweep(
+    settings: Settings,
+    epochs: int,
+    widths: tuple[int, ...] = WIDTHS,
+    project: str = DEMO_PROJECT,
+) -> list[greenaudit.RunResult]:
     """Train one MLP per width, each a measured run; returns their results."""
     import numpy as np
     from sklearn.datasets import load_digits
@@ -85,10 +69,10 @@ def train_width_sweep(settings: Settings, epochs: int) -> list[greenaudit.RunRes
     )
     classes = np.unique(digits.target)
     results = []
-    for width in WIDTHS:
+    for width in widths:
         params = x_train.shape[1] * width + width + width * len(classes) + len(classes)
         with greenaudit.run(
-            DEMO_PROJECT,
+            project,
             f"mlp-{width}",
             "digits",
             "classification",
@@ -131,7 +115,7 @@ def run_demo(settings: Settings, *, host: str, port: int, epochs: int, serve_aft
         settings.model_copy(update={"admin_token": admin_token}), host, port
     )
     url = f"http://{host}:{port}"
-    write_key, read_key = _demo_keys(url, admin_token)
+    write_key, read_key = project_keys(url, admin_token, DEMO_PROJECT)
     client_settings = settings.model_copy(
         update={"url": url, "api_key": write_key, "measure_interval_s": MEASURE_INTERVAL_S}
     )

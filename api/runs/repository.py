@@ -36,8 +36,15 @@ def energy_totals_per_run(run_ids: Sequence[uuid.UUID] | None = None) -> Subquer
     return query.subquery("run_energy")
 
 
-def filter_conditions(project_id: uuid.UUID, filters: RunFilters) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [Run.project_id == project_id]
+def filter_conditions(
+    project_id: uuid.UUID | Sequence[uuid.UUID], filters: RunFilters
+) -> list[ColumnElement[bool]]:
+    """Conditions on ``Run`` for one project (or several, such as yours and ``published``)."""
+    conditions: list[ColumnElement[bool]] = [
+        Run.project_id == project_id
+        if isinstance(project_id, uuid.UUID)
+        else Run.project_id.in_(project_id)
+    ]
     exact = {
         Run.model: filters.model,
         Run.dataset: filters.dataset,

@@ -36,6 +36,8 @@ CHECK = textwrap.dedent(
         "sqlalchemy": importlib.util.find_spec("sqlalchemy") is not None,
         "top_level": sorted(n for n in ("api", "dashboards", "migrations", "tests")
                             if os.path.exists(os.path.join(site, n))),
+        "packages": sorted(os.path.relpath(root, site) for root, _, files in
+                           os.walk(os.path.join(site, "greenaudit")) if "__init__.py" in files),
     }))
     """
 )
@@ -67,6 +69,13 @@ def test_client_only_install(tmp_path: Path):
     assert report["returned"] == "done"
     assert (report["fastapi"], report["sqlalchemy"]) == (False, False)
     assert report["top_level"] == []
+    # Every package of the checkout is in the wheel, under the greenaudit namespace.
+    in_checkout = set()
+    for top in ("greenaudit", "api", "migrations", "dashboards"):
+        for init in (REPO / top).rglob("__init__.py"):
+            folder = init.parent.relative_to(REPO).as_posix()
+            in_checkout.add(folder if top == "greenaudit" else f"greenaudit/{folder}")
+    assert in_checkout <= set(report["packages"]), in_checkout - set(report["packages"])
     result = report["result"]
     assert result["delivered"] is False and result["status"] == "finished"
     spool = Path(result["spool_path"])
