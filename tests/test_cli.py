@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import inspect
 from typer.testing import CliRunner
@@ -12,7 +13,7 @@ from greenaudit.api.db import make_engine
 from greenaudit.cli import app
 from greenaudit.settings import Settings
 
-from .conftest import fresh_postgres_database
+from .conftest import ADMIN_TOKEN, LiveServer, fresh_postgres_database
 
 runner = CliRunner()
 
@@ -58,3 +59,63 @@ def test_project_create_needs_the_admin_token(monkeypatch: pytest.MonkeyPatch):
     result = runner.invoke(app, ["project", "create", "vision"])
     assert result.exit_code == 2
     assert "GREENAUDIT_ADMIN_TOKEN" in result.output
+
+
+def test_import_curves_and_nofade_print_the_api_answers(
+    live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("GREENAUDIT_ADMIN_TOKEN", ADMIN_TOKEN)
+    imported = runner.invoke(app, ["import", "--url", live_server.url])
+    assert imported.exit_code == 0, imported.output
+    assert "imported 24 published results" in imported.output
+    read_key = imported.output.split("read key for it: ")[1].split()[0]
+
+    monkeypatch.setenv("GREENAUDIT_URL", live_server.url)
+    monkeypatch.setenv("GREENAUDIT_API_KEY", read_key)
+    curves = runner.invoke(
+        app,
+        [
+            "curves",
+            "--x",
+            "flops",
+            "--metric",
+            "AP",
+            "--group",
+            "arXiv 1911.09070",
+            "--target",
+            "0.6",
+        ],
+    )
+    assert curves.exit_code == 0, curves.output
+    answer = httpx.get(
+        f"{live_server.url}/api/v1/analytics/diminishing-returns",
+        params={"x": "flops", "metric": "AP", "group": "arXiv 1911.09070", "target": 0.6},
+        headers={"Authorization": f"Bearer {read_key}"},
+    ).json()
+    thompson = next(f for f in answer["fits"] if f["model"] == "thompson")
+    slope = next(p for p in thompson["parameters"] if p["name"] == "b")
+    assert f"b={slope['value']:.4g}" in curves.output
+    assert "EfficientDet-D7x" in curves.output and "projection to 0.6 (thompson)" in curves.output
+
+    nofade = runner.invoke(app, ["nofade", "--metric", "top1", "--axis", "flops"])
+    assert nofade.exit_code == 0, nofade.output
+    assert "greenaudit-1" in nofade.output and "not the paper's equation" in nofade.output
+    # EdgeNeXt-S: 79.4% top-1 on ImageNet-1k (uniform, 1000 classes). h2(0.206) = 0.7338,
+    # 0.206·log2 999 = 2.0527, R = 2.7864, ρ = (9.9658 − 2.7864) / 9.9658 = 0.7204. It has no
+    # GFLOPs in the catalog, so it has ρ but no NoFADE on this axis.
+    edgenext = next(line for line in nofade.output.splitlines() if "0.794" in line)
+    assert "0.7204" in edgenext and "no flops cost" in edgenext
+
+
+def test_curves_without_a_service_is_a_clear_error(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("GREENAUDIT_URL", raising=False)
+    result = runner.invoke(app, ["curves"])
+    assert result.exit_code == 2 and "GREENAUDIT_URL" in result.output
+
+
+def test_import_refuses_other_csv_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("GREENAUDIT_ADMIN_TOKEN", ADMIN_TOKEN)
+    other = tmp_path / "emissions.csv"
+    other.write_text("timestamp,project_name,run_id,duration,emissions\n")
+    result = runner.invoke(app, ["import", str(other)])
+    assert result.exit_code == 2 and "not a published-results CSV" in result.output

@@ -11,7 +11,6 @@ import os
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -348,37 +347,50 @@ class Run:
         class_counts: Iterable[int] | None = None,
         num_classes: int | None = None,
         *,
+        pixel_histograms: Iterable[Iterable[int]] | None = None,
         name: str | None = None,
         version: str | None = None,
     ) -> None:
         """Record the label distribution of the evaluation split, for NoFADE.
 
-        Give one of ``labels`` (one label per sample), ``class_counts`` (samples, pixels or
-        instances per class) or ``num_classes`` (uniform). ``name`` defaults to the run's
-        dataset.
+        Give one of ``labels`` (one label per sample), ``class_counts`` (samples or detection
+        instances per class), ``pixel_histograms`` (segmentation: one per-class pixel-count
+        histogram per image) or ``num_classes`` (a uniform distribution). ``name`` defaults to
+        the run's dataset. Stored once per dataset and version on the service.
         """
         if not self._active or self._finished:
             return
         dataset = name or self._fields["dataset"]
-        given = [x is not None for x in (labels, class_counts, num_classes)]
+        given = [x is not None for x in (labels, class_counts, num_classes, pixel_histograms)]
         if dataset is None or sum(given) != 1:
             _warn_once(
                 "profile",
-                "greenaudit: dataset_profile needs a dataset name and exactly "
-                "one of labels, class_counts or num_classes; ignored",
+                "greenaudit: dataset_profile needs a dataset name and exactly one of labels, "
+                "class_counts, pixel_histograms or num_classes; ignored",
             )
             return
         body: dict[str, Any] = {
             "name": dataset,
             "version": version or self._fields["dataset_version"] or "default",
         }
-        if labels is not None:
-            counts = Counter(labels)
-            body["class_counts"] = [int(counts[k]) for k in sorted(counts, key=repr)]
-        elif class_counts is not None:
-            body["class_counts"] = [int(c) for c in class_counts]
-        else:
-            body["num_classes"] = int(cast(int, num_classes))
+        # numpy is imported here, not with greenaudit: most runs never call this.
+        from greenaudit.analytics.labels import (
+            class_counts_from_labels,
+            class_counts_from_pixel_histograms,
+        )
+
+        try:
+            if labels is not None:
+                body["class_counts"] = class_counts_from_labels(labels)
+            elif pixel_histograms is not None:
+                body["class_counts"] = class_counts_from_pixel_histograms(pixel_histograms)
+            elif class_counts is not None:
+                body["class_counts"] = [int(c) for c in class_counts]
+            else:
+                body["num_classes"] = int(cast(int, num_classes))
+        except (TypeError, ValueError) as error:
+            _warn_once("profile-values", "greenaudit: dataset_profile ignored: %s", error)
+            return
         self._sender.submit("dataset_profile", body)
 
     # Called from the meter thread -------------------------------------------------------

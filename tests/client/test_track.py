@@ -241,3 +241,22 @@ def test_gpu_energy_comes_from_the_nvml_counter(tmp_path: Path, monkeypatch: pyt
     hardware = ops[0]["body"]["hardware"]
     assert (hardware["gpu_model"], hardware["gpu_count"]) == ("NVIDIA H200", 2)
     assert gpus[1].energy_mj == 0  # the hidden GPU was never read
+
+
+def test_dataset_profiles_from_labels_counts_pixels_and_class_numbers(tmp_path: Path):
+    settings = offline_settings(tmp_path)
+    with greenaudit.run(dataset="voc", settings=settings) as run:
+        run.dataset_profile(labels=["cat", "dog", "cat"], version="labels")
+        run.dataset_profile(pixel_histograms=[[10, 0, 5], [0, 20, 5]], version="pixels")
+        run.dataset_profile(class_counts=[3, 4], version="counts")
+        run.dataset_profile(num_classes=21, version="uniform")
+        run.dataset_profile(pixel_histograms=[[1, -2]], version="bad")  # refused, not raised
+    profiles = [
+        op["body"] for op in spooled_ops(run.result.spool_path) if op["op"] == "dataset_profile"
+    ]
+    assert profiles == [
+        {"name": "voc", "version": "labels", "class_counts": [2, 1]},
+        {"name": "voc", "version": "pixels", "class_counts": [10, 20, 10]},
+        {"name": "voc", "version": "counts", "class_counts": [3, 4]},
+        {"name": "voc", "version": "uniform", "num_classes": 21},
+    ]
