@@ -206,3 +206,42 @@ class DatasetProfile(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (UniqueConstraint("project_id", "name", "version"),)
+
+
+class RunEnergyTotals(Base):
+    """Running sums of a run's energy samples, kept in step with every batch.
+
+    A batch adds its new rows' sums in the same transaction, with an atomic upsert
+    (``INSERT ... ON CONFLICT DO UPDATE SET x = x + excluded.x``), so concurrent batches cannot
+    lose an update, and reading a run's totals never scans its samples.
+    """
+
+    __tablename__ = "run_energy_totals"
+
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("run.id", ondelete="CASCADE"), primary_key=True
+    )
+    cpu_kwh: Mapped[float] = mapped_column(Float, default=0.0)
+    gpu_kwh: Mapped[float] = mapped_column(Float, default=0.0)
+    ram_kwh: Mapped[float] = mapped_column(Float, default=0.0)
+    co2_kg: Mapped[float] = mapped_column(Float, default=0.0)
+    gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    samples: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RunMetricStats(Base):
+    """Range and count of each metric of a run, kept in step with every batch (as above)."""
+
+    __tablename__ = "run_metric_stats"
+
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("run.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    min_value: Mapped[float] = mapped_column(Float)
+    max_value: Mapped[float] = mapped_column(Float)
+    first_step: Mapped[int] = mapped_column(BigInteger)
+    last_step: Mapped[int] = mapped_column(BigInteger)
+    points: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_run_metric_stats_name", "name"),)

@@ -10,7 +10,15 @@ from sqlalchemy import Float, Select, func, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
-from ..models import DatasetProfile, EnergySample, MetricPoint, Project, Run
+from ..models import (
+    DatasetProfile,
+    EnergySample,
+    MetricPoint,
+    Project,
+    Run,
+    RunEnergyTotals,
+    RunMetricStats,
+)
 from ..runs.repository import SECONDS_PER_HOUR, filter_conditions
 from ..runs.schemas import RunFilters
 
@@ -33,58 +41,43 @@ def _epoch_sqlite(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
     return f"((julianday({compiler.process(element.clauses, **kw)}) - 2440587.5) * 86400.0)"
 
 
-def run_costs_and_scores(
-    project_ids: Sequence[uuid.UUID], filters: RunFilters, metric: str, higher_is_better: bool
+def run_rows(
+    project_ids: Sequence[uuid.UUID],
+    filters: RunFilters,
+    metric: str,
+    higher_is_better: bool,
+    fields: Sequence[str],
 ) -> Select[Any]:
-    """One row per run that logged ``metric``: its best value and every cost axis."""
-    conditions = filter_conditions(project_ids, filters)
-    best = func.max(MetricPoint.value) if higher_is_better else func.min(MetricPoint.value)
-    scores = (
-        select(MetricPoint.run_id.label("run_id"), best.label("score"))
-        .join(Run, Run.id == MetricPoint.run_id)
-        .where(MetricPoint.name == metric, *conditions)
-        .group_by(MetricPoint.run_id)
-        .subquery("scores")
+    """One row per run that logged ``metric``: id, project, best value, and ``fields``.
+
+    The best value and the costs come from the per-run running totals (``run_metric_stats``,
+    ``run_energy_totals``) that ingestion keeps, so this is one join over runs, whatever the
+    number of points or samples behind them. ``fields`` are run columns or ``energy_kwh``,
+    ``co2_kg`` and ``gpu_hours``.
+    """
+    best = RunMetricStats.max_value if higher_is_better else RunMetricStats.min_value
+    costs = {
+        "energy_kwh": RunEnergyTotals.cpu_kwh + RunEnergyTotals.gpu_kwh + RunEnergyTotals.ram_kwh,
+        "co2_kg": RunEnergyTotals.co2_kg,
+        "gpu_hours": RunEnergyTotals.gpu_seconds / SECONDS_PER_HOUR,
+    }
+    columns: list[Any] = [Run.id.label("run_id"), Run.project_id, best.label("score")]
+    columns += [
+        costs[name].label(name) if name in costs else getattr(Run, name).label(name)
+        for name in fields
+    ]
+    query = (
+        select(*columns)
+        .join(RunMetricStats, (RunMetricStats.run_id == Run.id) & (RunMetricStats.name == metric))
+        .where(*filter_conditions(project_ids, filters))
     )
-    costs = (
-        select(
-            EnergySample.run_id.label("run_id"),
-            func.sum(
-                func.coalesce(EnergySample.cpu_kwh, 0.0)
-                + func.coalesce(EnergySample.gpu_kwh, 0.0)
-                + func.coalesce(EnergySample.ram_kwh, 0.0)
-            ).label("energy_kwh"),
-            func.sum(EnergySample.co2_kg).label("co2_kg"),
-            (func.sum(EnergySample.duration_s * EnergySample.gpu_count) / SECONDS_PER_HOUR).label(
-                "gpu_hours"
-            ),
-        )
-        .join(Run, Run.id == EnergySample.run_id)
-        .where(*conditions)
-        .group_by(EnergySample.run_id)
-        .subquery("costs")
-    )
-    return (
-        select(
-            Run.id.label("run_id"),
-            Run.project_id,
-            Run.name,
-            Run.model,
-            Run.dataset,
-            Run.dataset_version,
-            Run.task,
-            Run.flops,
-            Run.model_params,
-            Run.dataset_size,
-            scores.c.score,
-            costs.c.energy_kwh,
-            costs.c.co2_kg,
-            costs.c.gpu_hours,
-        )
-        .join(scores, scores.c.run_id == Run.id)
-        .outerjoin(costs, costs.c.run_id == Run.id)
-        .where(*conditions)
-    )
+    if any(name in costs for name in fields):
+        query = query.outerjoin(RunEnergyTotals, RunEnergyTotals.run_id == Run.id)
+    return query
+
+
+def run_labels(run_ids: Sequence[uuid.UUID]) -> Select[Any]:
+    return select(Run.id, Run.name, Run.model, Run.dataset).where(Run.id.in_(run_ids))
 
 
 def profiles_for(project_ids: Sequence[uuid.UUID]) -> Select[tuple[DatasetProfile]]:
@@ -95,12 +88,50 @@ def project_named(name: str) -> Select[tuple[uuid.UUID]]:
     return select(Project.id).where(Project.name == name)
 
 
-def metric_series(run_id: uuid.UUID, metric: str) -> Select[Any]:
-    time_s = epoch_seconds(MetricPoint.time)
+def metric_stats(run_id: uuid.UUID, metric: str) -> Select[tuple[RunMetricStats]]:
+    """Count, range and step span of one metric of one run (kept by ingestion)."""
+    return select(RunMetricStats).where(
+        RunMetricStats.run_id == run_id, RunMetricStats.name == metric
+    )
+
+
+def _point_columns() -> tuple[Any, ...]:
+    return (MetricPoint.step, epoch_seconds(MetricPoint.time).label("time_s"), MetricPoint.value)
+
+
+def first_point_past(
+    run_id: uuid.UUID, metric: str, threshold: float, higher_is_better: bool
+) -> Select[Any]:
+    """The first point, by step, whose value is beyond ``threshold``.
+
+    That is where the running best first gets beyond it: a running maximum first exceeds a
+    level at a point that does.
+    """
+    beyond = MetricPoint.value > threshold if higher_is_better else MetricPoint.value < threshold
     return (
-        select(MetricPoint.step, time_s.label("time_s"), MetricPoint.value)
+        select(*_point_columns())
+        .where(MetricPoint.run_id == run_id, MetricPoint.name == metric, beyond)
+        .order_by(MetricPoint.step)
+        .limit(1)
+    )
+
+
+def sampled_points(run_id: uuid.UUID, metric: str, first_step: int, stride: int) -> Select[Any]:
+    """Every ``stride``-th step of one metric (all of them when stride is 1), by step."""
+    query = select(*_point_columns()).where(
+        MetricPoint.run_id == run_id, MetricPoint.name == metric
+    )
+    if stride > 1:
+        query = query.where((MetricPoint.step - first_step) % stride == 0)
+    return query.order_by(MetricPoint.step)
+
+
+def last_point(run_id: uuid.UUID, metric: str) -> Select[Any]:
+    return (
+        select(*_point_columns())
         .where(MetricPoint.run_id == run_id, MetricPoint.name == metric)
-        .order_by(MetricPoint.time, MetricPoint.step)
+        .order_by(MetricPoint.step.desc())
+        .limit(1)
     )
 
 

@@ -211,7 +211,9 @@ class ReturnsOut(BaseModel):
     direction: Direction
     axis: Axis
     points_total: int
-    curve: list[CurvePoint] = Field(description="downsampled to max_points, plateau kept")
+    curve: list[CurvePoint] = Field(
+        description="an even sample of at most max_points steps, plus the plateau and last point"
+    )
     total_energy_kwh: float | None
     total_co2_kg: float | None
     point_size: float | None

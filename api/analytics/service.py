@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections import defaultdict
 from dataclasses import asdict
@@ -10,9 +11,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from greenaudit.analytics import curves, nofade
+from greenaudit.analytics import curves, nofade, returns
 from greenaudit.analytics.curves import InsufficientData
-from greenaudit.analytics.returns import returns_curve
 
 from ..auth import Principal
 from ..errors import InvalidInput
@@ -77,6 +77,19 @@ def _fit_out(fit: curves.Fit) -> FitOut:
     )
 
 
+def _rows(session: Session, query: Any) -> list[Any]:
+    """Runs that have a score, as plain tuples from the Core connection.
+
+    The ORM's row handling alone costs most of a second on 100,000 rows.
+    """
+    return [row for row in session.connection().execute(query).all() if row[2] is not None]
+
+
+def _columns(rows: list[Any], count: int) -> list[tuple[Any, ...]]:
+    """Rows to columns (zip is far faster than numpy on SQLAlchemy rows)."""
+    return list(zip(*rows, strict=True)) if rows else [()] * count
+
+
 def diminishing_returns(
     session: Session,
     caller: Principal,
@@ -93,39 +106,39 @@ def diminishing_returns(
     check_project_filter(session, caller, filters)
     higher = direction is Direction.higher
     ids, published = _project_ids(session, caller, include_published)
-    rows = session.execute(repository.run_costs_and_scores(ids, filters, metric, higher)).all()
-
-    xs, ys, kept = [], [], []
-    excluded = {"no_x": 0, "non_positive_x": 0}
-    for row in rows:
-        x = getattr(row, x_axis.value)
-        if x is None:
-            excluded["no_x"] += 1
-        elif x <= 0:
-            excluded["non_positive_x"] += 1
-        else:
-            xs.append(float(x))
-            ys.append(float(row.score))
-            kept.append(row)
-    if include_runs and len(kept) > MAX_LISTED_RUNS:
+    rows = _rows(session, repository.run_rows(ids, filters, metric, higher, [x_axis.value]))
+    run_ids, project_ids, scores, xs_raw = _columns(rows, 4)
+    x_all = np.array([np.nan if x is None else float(x) for x in xs_raw], dtype=float)
+    y_all = np.array(scores, dtype=float)
+    has_x = ~np.isnan(x_all)
+    positive = has_x & (x_all > 0)
+    excluded = {"no_x": int((~has_x).sum()), "non_positive_x": int((has_x & ~positive).sum())}
+    kept = np.nonzero(positive)[0]
+    if include_runs and kept.size > MAX_LISTED_RUNS:
         raise InvalidInput(
-            f"{len(kept)} runs match; include_runs lists at most "
+            f"{kept.size} runs match; include_runs lists at most "
             f"{MAX_LISTED_RUNS}. Filter further, or leave include_runs off."
         )
-    x_arr, y_arr = np.array(xs), np.array(ys)
+    x_arr, y_arr = x_all[kept], y_all[kept]
     on_frontier = curves.pareto_frontier(x_arr, y_arr, higher)
+    listed = np.arange(kept.size) if include_runs else np.nonzero(on_frontier)[0]
+    labels = {
+        row.id: row
+        for row in session.execute(repository.run_labels([run_ids[kept[i]] for i in listed]))
+    }
 
     def point(i: int) -> RunPoint:
-        row = kept[i]
+        run_id = run_ids[kept[i]]
+        label = labels[run_id]
         return RunPoint(
-            run_id=row.run_id,
-            name=row.name,
-            model=row.model,
-            dataset=row.dataset,
-            x=xs[i],
-            score=ys[i],
+            run_id=run_id,
+            name=label.name,
+            model=label.model,
+            dataset=label.dataset,
+            x=float(x_arr[i]),
+            score=float(y_arr[i]),
             frontier=bool(on_frontier[i]),
-            published=row.project_id == published,
+            published=project_ids[kept[i]] == published,
         )
 
     frontier = sorted((point(i) for i in np.nonzero(on_frontier)[0]), key=lambda p: p.x)
@@ -158,7 +171,7 @@ def diminishing_returns(
         direction=direction,
         score=f"each run's {'highest' if higher else 'lowest'} {metric}",
         point_size=size,
-        runs_used=len(kept),
+        runs_used=int(kept.size),
         excluded=excluded,
         frontier_only=frontier_only,
         fits=[_fit_out(f) for f in report.fits],
@@ -168,7 +181,7 @@ def diminishing_returns(
         frontier=frontier,
         projections=projections,
         marginal_cost=marginal,
-        runs=[point(i) for i in range(len(kept))] if include_runs else None,
+        runs=[point(i) for i in listed] if include_runs else None,
     )
 
 
@@ -209,57 +222,90 @@ def nofade_report(
 ) -> NofadeOut:
     check_project_filter(session, caller, filters)
     ids, published = _project_ids(session, caller, include_published)
-    rows = session.execute(repository.run_costs_and_scores(ids, filters, metric, True)).all()
+    fields = [axis.value, "dataset", "dataset_version", "task", "model"]
+    rows = _rows(session, repository.run_rows(ids, filters, metric, True, fields))
+    run_ids, project_ids, scores, costs, datasets, versions, tasks, models = _columns(rows, 8)
+    score_arr = np.array(scores, dtype=float)
+    cost_arr = np.array([np.nan if c is None else float(c) for c in costs], dtype=float)
     profiles = _profile_lookup(session, ids)
     c0, c0_label = nofade.COST_UNITS[axis.value]
-    results: list[NofadeRun] = []
-    by_group: dict[str | None, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
-    for row in rows:
-        profile = _profile_of(profiles, row.project_id, row.dataset, row.dataset_version)
-        cost = getattr(row, axis.value)
-        cost = float(cost) if cost is not None else None
-        if profile is None:
-            value = nofade.Rho(
-                None,
-                None,
-                None,
-                nofade.metric_kind(metric) == "approximate",
-                f"no dataset profile for {row.dataset!r}; POST one to /api/v1/datasets/profiles",
-            )
-        else:
-            value = nofade.rho(float(row.score), profile.entropy_bits, profile.num_classes, metric)
-        score = None
-        reason = value.reason
-        if value.value is not None:
-            if cost is None or cost < 0:
-                reason = f"the run has no {axis.value} cost"
-            else:
-                score = nofade.nofade_score(value.value, cost, c0)
-                key = row.dataset if group_by is GroupBy.dataset else row.task
-                by_group[key][0].append(cost)
-                by_group[key][1].append(value.value)
-        results.append(
+    kind = nofade.metric_kind(metric)
+    n = len(rows)
+    rho_arr = np.full(n, np.nan)
+    entropy = np.full(n, np.nan)
+    classes = np.zeros(n, dtype=int)
+    reasons: list[str | None] = [None] * n
+
+    # Runs sharing a profile are computed together; reasons are kept per run.
+    by_profile: dict[uuid.UUID | None, list[int]] = defaultdict(list)
+    chosen: dict[uuid.UUID, DatasetProfile] = {}
+    for i in range(n):
+        profile = _profile_of(profiles, project_ids[i], datasets[i], versions[i])
+        if profile is not None:
+            chosen[profile.id] = profile
+        by_profile[profile.id if profile else None].append(i)
+    for profile_id, members in by_profile.items():
+        index = np.array(members)
+        if profile_id is None:
+            for i in members:
+                reasons[i] = (
+                    f"no dataset profile for {datasets[i]!r}; POST one to /api/v1/datasets/profiles"
+                )
+            continue
+        profile = chosen[profile_id]
+        entropy[index], classes[index] = profile.entropy_bits, profile.num_classes
+        if kind == "none" or profile.num_classes < 2:
+            for i in members:
+                reasons[i] = nofade.rho(
+                    score_arr[i], profile.entropy_bits, profile.num_classes, metric
+                ).reason
+            continue
+        in_range = (score_arr[index] >= 0) & (score_arr[index] <= 1)
+        rho_arr[index[in_range]] = nofade.rho_values(
+            score_arr[index[in_range]], profile.entropy_bits, profile.num_classes
+        )
+        for i in index[~in_range]:
+            reasons[i] = f"{metric} = {score_arr[i]} is not a rate in [0, 1]"
+
+    has_rho = ~np.isnan(rho_arr)
+    has_cost = ~np.isnan(cost_arr) & (cost_arr >= 0)
+    scored = has_rho & has_cost
+    nofade_arr = np.full(n, np.nan)
+    nofade_arr[scored] = rho_arr[scored] / (1.0 + np.log10(1.0 + cost_arr[scored] / c0))
+    for i in np.nonzero(has_rho & ~has_cost)[0]:
+        reasons[i] = f"the run has no {axis.value} cost"
+
+    keys = datasets if group_by is GroupBy.dataset else tasks
+    groups = []
+    members_of: dict[str | None, list[int]] = defaultdict(list)
+    for i in np.nonzero(scored)[0]:
+        members_of[keys[i]].append(int(i))
+    for key in sorted(members_of, key=str):
+        index = np.array(members_of[key])
+        saturation = nofade.saturation(cost_arr[index], rho_arr[index], thresholds)
+        groups.append(NofadeGroup(key=key, runs_with_rho=int(index.size), **asdict(saturation)))
+
+    # Highest NoFADE first, then the runs without one; only the listed runs become objects.
+    order = np.lexsort((-np.nan_to_num(nofade_arr, nan=-np.inf), np.isnan(nofade_arr)))
+    listed = []
+    for i in order[:limit].tolist():
+        listed.append(
             NofadeRun(
-                run_id=row.run_id,
-                model=row.model,
-                dataset=row.dataset,
-                task=row.task,
-                score=float(row.score),
-                cost=cost,
-                entropy_bits=profile.entropy_bits if profile else None,
-                num_classes=profile.num_classes if profile else None,
-                rho=value.value,
-                nofade=score,
-                approximate=value.approximate,
-                reason=reason,
-                published=row.project_id == published,
+                run_id=run_ids[i],
+                model=models[i],
+                dataset=datasets[i],
+                task=tasks[i],
+                score=float(score_arr[i]),
+                cost=None if np.isnan(cost_arr[i]) else float(cost_arr[i]),
+                entropy_bits=None if np.isnan(entropy[i]) else float(entropy[i]),
+                num_classes=int(classes[i]) or None,
+                rho=None if np.isnan(rho_arr[i]) else float(rho_arr[i]),
+                nofade=None if np.isnan(nofade_arr[i]) else float(nofade_arr[i]),
+                approximate=kind == "approximate",
+                reason=reasons[i],
+                published=project_ids[i] == published,
             )
         )
-    results.sort(key=lambda r: (r.nofade is None, -(r.nofade or 0.0), str(r.run_id)))
-    groups = []
-    for key, (costs, rhos) in sorted(by_group.items(), key=lambda kv: str(kv[0])):
-        saturation = nofade.saturation(costs, rhos, thresholds)
-        groups.append(NofadeGroup(key=key, runs_with_rho=len(rhos), **asdict(saturation)))
     return NofadeOut(
         definition=nofade.DEFINITION_VERSION,
         note=NOFADE_NOTE,
@@ -269,17 +315,10 @@ def nofade_report(
         c0_label=c0_label,
         group_by=group_by,
         thresholds=Thresholds(**asdict(thresholds)),
-        runs_total=len(results),
-        runs=results[:limit],
+        runs_total=n,
+        runs=listed,
         groups=groups,
     )
-
-
-def _downsample(count: int, keep: int, must: set[int]) -> list[int]:
-    if count <= keep:
-        return list(range(count))
-    stride = np.linspace(0, count - 1, keep).round().astype(int)
-    return sorted(set(stride.tolist()) | must)
 
 
 def run_returns(
@@ -293,17 +332,23 @@ def run_returns(
     epsilon_fraction: float,
     max_points: int,
 ) -> ReturnsOut:
+    """Within-run returns, with the series reduced in SQL.
+
+    The range, the plateau point and an even sample of steps come from the database, so a run
+    of a million points costs a few index scans, not a million rows.
+    """
     run = get_run(session, caller, run_id)
-    metric_name = metric or run.primary_metric or "accuracy"
-    points = session.execute(repository.metric_series(run.id, metric_name)).all()
-    samples = session.execute(repository.energy_intervals(run.id)).all()
+    higher = direction is Direction.higher
+    name = metric or run.primary_metric or "accuracy"
+    stats = session.scalar(repository.metric_stats(run.id, name))
+    count = stats.points if stats else 0
     base: dict[str, Any] = dict(
         definition=curves.DEFINITION_VERSION,
         run_id=run.id,
-        metric=metric_name,
+        metric=name,
         direction=direction,
         axis=Axis(name=axis.value, unit=AXIS_UNITS[axis.value]),
-        points_total=len(points),
+        points_total=int(count),
     )
     empty: dict[str, Any] = dict(
         curve=[],
@@ -316,35 +361,47 @@ def run_returns(
         marginal_gain=None,
         plateau=None,
     )
+    if stats is None:
+        return ReturnsOut(
+            status="insufficient_data", reason=f"the run has no points of {name!r}", **base, **empty
+        )
+    lowest, highest = stats.min_value, stats.max_value
+    first_step, last_step = stats.first_step, stats.last_step
+    threshold, epsilon = returns.plateau_threshold(lowest, highest, higher, epsilon_fraction)
+    stride = max(1, math.ceil((last_step - first_step + 1) / max_points))
+    sampled = session.execute(repository.sampled_points(run.id, name, first_step, stride)).all()
+    plateau_row = (
+        sampled[0]
+        if epsilon == 0
+        else session.execute(repository.first_point_past(run.id, name, threshold, higher)).one()
+    )
+    last_row = session.execute(repository.last_point(run.id, name)).one()
+    points = {row.step: row for row in (*sampled, plateau_row, last_row)}
+    steps, times, values = _columns([points[s] for s in sorted(points)], 3)
+    samples = session.execute(repository.energy_intervals(run.id)).all()
+    starts, ends, kwh, co2, ranks = _columns(samples, 5)
     try:
-        steps, times, values = (
-            (np.array(c, dtype=float) for c in zip(*points, strict=True))
-            if points
-            else (np.array([]),) * 3
-        )
-        starts, ends, kwh, co2, ranks = (
-            (np.array(c, dtype=float) for c in zip(*samples, strict=True))
-            if samples
-            else (np.array([]),) * 5
-        )
-        result = returns_curve(
+        result = returns.summarize_returns(
             steps,
             times,
             values,
-            starts,
-            ends,
-            kwh,
-            co2,
-            ranks,
-            higher_is_better=direction is Direction.higher,
+            plateau_step=plateau_row.step,
+            plateau_time=plateau_row.time_s,
+            plateau_value=plateau_row.value,
+            epsilon=epsilon,
+            final_best=highest if higher else lowest,
+            point=curves.point_size([lowest, highest]),
+            sample_t_start=starts,
+            sample_t_end=ends,
+            sample_kwh=kwh,
+            sample_co2_kg=co2,
+            sample_rank=ranks,
+            higher_is_better=higher,
             axis=axis.value,
-            epsilon_fraction=epsilon_fraction,
         )
     except InsufficientData as error:
         return ReturnsOut(status="insufficient_data", reason=error.reason, **base, **empty)
-    chosen = result.fits
-    plateau = result.plateau
-    indices = _downsample(len(points), max_points, {plateau.index, len(points) - 1})
+    report = result.fits
     return ReturnsOut(
         status="ok",
         reason=None,
@@ -356,16 +413,16 @@ def run_returns(
                 energy_kwh=float(result.energy_kwh[i]),
                 co2_kg=float(result.co2_kg[i]),
             )
-            for i in indices
+            for i in range(result.steps.size)
         ],
         total_energy_kwh=result.total_energy_kwh,
         total_co2_kg=result.total_co2_kg,
         point_size=result.point_size,
-        fits=[_fit_out(f) for f in chosen.fits] if chosen else [],
-        best_fit=chosen.best if chosen else None,
-        best_fit_reason=chosen.best_reason if chosen else result.fit_reason,
+        fits=[_fit_out(f) for f in report.fits] if report else [],
+        best_fit=report.best if report else None,
+        best_fit_reason=report.best_reason if report else result.fit_reason,
         marginal_gain=MarginalGainOut(**asdict(result.marginal_gain))
         if result.marginal_gain
         else None,
-        plateau=PlateauOut(**{k: v for k, v in asdict(plateau).items() if k != "index"}),
+        plateau=PlateauOut(**asdict(result.plateau)),
     )

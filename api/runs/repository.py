@@ -4,36 +4,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Subquery, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from ..models import EnergySample, MetricPoint, Project, Run
+from ..models import EnergySample, MetricPoint, Project, Run, RunEnergyTotals, RunMetricStats
 from .schemas import RunFilters
 
 SECONDS_PER_HOUR = 3600.0
 
 
-def energy_totals_per_run(run_ids: Sequence[uuid.UUID] | None = None) -> Subquery:
-    """One row per run: kWh per component, CO2, GPU-hours and sample count.
-
-    ``run_ids`` limits it to those runs (inside the aggregate, so the index on run_id is used).
-    """
-    query = select(
-        EnergySample.run_id.label("run_id"),
-        func.coalesce(func.sum(EnergySample.cpu_kwh), 0.0).label("cpu_kwh"),
-        func.coalesce(func.sum(EnergySample.gpu_kwh), 0.0).label("gpu_kwh"),
-        func.coalesce(func.sum(EnergySample.ram_kwh), 0.0).label("ram_kwh"),
-        func.coalesce(func.sum(EnergySample.co2_kg), 0.0).label("co2_kg"),
-        (
-            func.coalesce(func.sum(EnergySample.duration_s * EnergySample.gpu_count), 0.0)
-            / SECONDS_PER_HOUR
-        ).label("gpu_hours"),
-        func.count().label("energy_samples"),
-    ).group_by(EnergySample.run_id)
-    if run_ids is not None:
-        query = query.where(EnergySample.run_id.in_(run_ids))
-    return query.subquery("run_energy")
+def energy_totals(run_ids: Sequence[uuid.UUID]) -> Select[tuple[RunEnergyTotals]]:
+    return select(RunEnergyTotals).where(RunEnergyTotals.run_id.in_(run_ids))
 
 
 def filter_conditions(
@@ -137,3 +120,79 @@ def metric_series(run_id: uuid.UUID, name: str | None) -> Select[tuple[MetricPoi
     if name is not None:
         query = query.where(MetricPoint.name == name)
     return query.order_by(MetricPoint.name, MetricPoint.step)
+
+
+def _upsert(session: Session, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert(table)
+
+
+def _greatest(session: Session, a: Any, b: Any) -> Any:
+    # PostgreSQL's greatest/least are SQLite's two-argument max/min.
+    if session.get_bind().dialect.name == "postgresql":
+        return func.greatest(a, b)
+    return func.max(a, b)
+
+
+def _least(session: Session, a: Any, b: Any) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return func.least(a, b)
+    return func.min(a, b)
+
+
+def add_energy_totals(session: Session, run_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> None:
+    """Add newly stored samples to the run's running totals, atomically."""
+    sums = {
+        "cpu_kwh": sum(r["cpu_kwh"] or 0.0 for r in rows),
+        "gpu_kwh": sum(r["gpu_kwh"] or 0.0 for r in rows),
+        "ram_kwh": sum(r["ram_kwh"] or 0.0 for r in rows),
+        "co2_kg": sum(r["co2_kg"] for r in rows),
+        "gpu_seconds": sum(r["duration_s"] * r["gpu_count"] for r in rows),
+        "samples": len(rows),
+    }
+    table = RunEnergyTotals.__table__
+    statement = _upsert(session, table).values(run_id=run_id, **sums)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[table.c.run_id],
+            set_={name: table.c[name] + statement.excluded[name] for name in sums},
+        )
+    )
+
+
+def add_metric_stats(session: Session, run_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> None:
+    """Fold newly stored points into the run's per-metric range and count, atomically."""
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_name.setdefault(row["name"], []).append(row)
+    values = [
+        {
+            "run_id": run_id,
+            "name": name,
+            "min_value": min(p["value"] for p in points),
+            "max_value": max(p["value"] for p in points),
+            "first_step": min(p["step"] for p in points),
+            "last_step": max(p["step"] for p in points),
+            "points": len(points),
+        }
+        for name, points in by_name.items()
+    ]
+    table = RunMetricStats.__table__
+    statement = _upsert(session, table).values(values)
+    new = statement.excluded
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[table.c.run_id, table.c.name],
+            set_={
+                "min_value": _least(session, table.c.min_value, new.min_value),
+                "max_value": _greatest(session, table.c.max_value, new.max_value),
+                "first_step": _least(session, table.c.first_step, new.first_step),
+                "last_step": _greatest(session, table.c.last_step, new.last_step),
+                "points": table.c.points + new.points,
+            },
+        )
+    )

@@ -46,12 +46,11 @@ def get_run(session: Session, caller: Principal, run_id: uuid.UUID) -> Run:
 
 def _with_totals(session: Session, runs: Sequence[Run]) -> list[RunOut]:
     ids = [run.id for run in runs]
-    energy = repository.energy_totals_per_run(ids)
-    totals_rows = {row.run_id: row for row in session.execute(select(energy))} if ids else {}
+    stored = {t.run_id: t for t in session.scalars(repository.energy_totals(ids))} if ids else {}
     methods = repository.methods_by_run(session, ids)
     result = []
     for run in runs:
-        row = totals_rows.get(run.id)
+        row = stored.get(run.id)
         cpu, gpu, ram = (row.cpu_kwh, row.gpu_kwh, row.ram_kwh) if row else (0.0, 0.0, 0.0)
         energy = cpu + gpu + ram
         totals = RunTotals(
@@ -60,8 +59,8 @@ def _with_totals(session: Session, runs: Sequence[Run]) -> list[RunOut]:
             gpu_kwh=gpu,
             ram_kwh=ram,
             co2_kg=row.co2_kg if row else 0.0,
-            gpu_hours=row.gpu_hours if row else 0.0,
-            energy_samples=row.energy_samples if row else 0,
+            gpu_hours=row.gpu_seconds / repository.SECONDS_PER_HOUR if row else 0.0,
+            energy_samples=row.samples if row else 0,
             methods={c: sorted(m) for c, m in methods[run.id].items()},  # type: ignore[misc]
             j_per_sample=(
                 energy * J_PER_KWH / run.samples_processed if run.samples_processed else None
@@ -240,6 +239,7 @@ def ingest_energy(
         if new_rows:
             with session.begin_nested():
                 session.execute(insert(EnergySample), new_rows)
+                repository.add_energy_totals(session, run.id, new_rows)
         return BatchResult(inserted=len(new_rows), duplicates=len(batch.samples) - len(new_rows))
 
     return _retry_once_on_race(session, attempt)
@@ -289,6 +289,7 @@ def ingest_metrics(
         if new_rows:
             with session.begin_nested():
                 session.execute(insert(MetricPoint), new_rows)
+                repository.add_metric_stats(session, run.id, new_rows)
         return BatchResult(inserted=len(new_rows), duplicates=len(batch.points) - len(new_rows))
 
     return _retry_once_on_race(session, attempt)

@@ -6,7 +6,7 @@ from sqlalchemy import Float, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from ..auth import Principal
-from ..models import Project, Run
+from ..models import Project, Run, RunEnergyTotals
 from ..runs import repository as runs_repository
 from ..runs.schemas import RunFilters
 from ..runs.service import J_PER_KWH, check_project_filter
@@ -15,8 +15,8 @@ from .schemas import TotalsBy, TotalsOut, TotalsRow
 
 def totals(session: Session, caller: Principal, by: TotalsBy, filters: RunFilters) -> TotalsOut:
     check_project_filter(session, caller, filters)
-    energy = runs_repository.energy_totals_per_run()
-    run_kwh = energy.c.cpu_kwh + energy.c.gpu_kwh + energy.c.ram_kwh
+    energy = RunEnergyTotals
+    run_kwh = energy.cpu_kwh + energy.gpu_kwh + energy.ram_kwh
     reported = Run.samples_processed.is_not(None)
     key = {
         TotalsBy.project: Project.name,
@@ -28,11 +28,13 @@ def totals(session: Session, caller: Principal, by: TotalsBy, filters: RunFilter
         select(
             key.label("key"),
             func.count(Run.id).label("runs"),
-            func.coalesce(func.sum(energy.c.cpu_kwh), zero).label("cpu_kwh"),
-            func.coalesce(func.sum(energy.c.gpu_kwh), zero).label("gpu_kwh"),
-            func.coalesce(func.sum(energy.c.ram_kwh), zero).label("ram_kwh"),
-            func.coalesce(func.sum(energy.c.co2_kg), zero).label("co2_kg"),
-            func.coalesce(func.sum(energy.c.gpu_hours), zero).label("gpu_hours"),
+            func.coalesce(func.sum(energy.cpu_kwh), zero).label("cpu_kwh"),
+            func.coalesce(func.sum(energy.gpu_kwh), zero).label("gpu_kwh"),
+            func.coalesce(func.sum(energy.ram_kwh), zero).label("ram_kwh"),
+            func.coalesce(func.sum(energy.co2_kg), zero).label("co2_kg"),
+            (
+                func.coalesce(func.sum(energy.gpu_seconds), zero) / runs_repository.SECONDS_PER_HOUR
+            ).label("gpu_hours"),
             func.coalesce(func.sum(Run.duration_s), zero).label("duration_s"),
             func.sum(case((reported, run_kwh), else_=None)).label("reported_kwh"),
             # Summed as float: PostgreSQL sums BIGINT into NUMERIC, which arrives as Decimal.
@@ -40,10 +42,10 @@ def totals(session: Session, caller: Principal, by: TotalsBy, filters: RunFilter
         )
         .select_from(Run)
         .join(Project, Project.id == Run.project_id)
-        .outerjoin(energy, energy.c.run_id == Run.id)
+        .outerjoin(energy, energy.run_id == Run.id)
         .where(*runs_repository.filter_conditions(caller.project_id, filters))
         .group_by(key)
-        .order_by(func.coalesce(func.sum(energy.c.co2_kg), zero).desc(), key)
+        .order_by(func.coalesce(func.sum(energy.co2_kg), zero).desc(), key)
     )
     rows = []
     for row in session.execute(query):

@@ -161,20 +161,16 @@ def pareto_frontier(
     mask = np.zeros(xs.shape, dtype=bool)
     if xs.size == 0:
         return mask
-    # Cheapest first; among equal costs, best first. Ties in both keep every copy.
+    # Cheapest first; among equal costs, best first. A cost group is on the frontier when its
+    # best beats every cheaper group; all its runs that share that best are kept (ties).
     order = np.lexsort((-ys, xs))
-    best = -np.inf
-    i = 0
-    while i < order.size:
-        j = i
-        while j + 1 < order.size and xs[order[j + 1]] == xs[order[i]]:
-            j += 1
-        group = order[i : j + 1]
-        top = ys[group].max()
-        if top > best:
-            mask[group[ys[group] == top]] = True
-            best = top
-        i = j + 1
+    x_sorted, y_sorted = xs[order], ys[order]
+    starts = np.flatnonzero(np.r_[True, x_sorted[1:] != x_sorted[:-1]])
+    group_best = y_sorted[starts]
+    cheaper_best = np.r_[-np.inf, np.maximum.accumulate(group_best)[:-1]]
+    group_of = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, x_sorted.size]))
+    keep = (group_best > cheaper_best)[group_of] & (y_sorted == group_best[group_of])
+    mask[order[keep]] = True
     return mask
 
 

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
 from .curves import pareto_frontier
@@ -116,6 +116,21 @@ def fano_residual_bits(accuracy: float, num_classes: int) -> float:
     return binary_entropy_bits(error) + error * math.log2(num_classes - 1)
 
 
+def rho_values(scores: ArrayLike, entropy_bits: float, num_classes: int) -> NDArray[np.float64]:
+    """ρ for many scores on one dataset at once (scores in [0, 1], K ≥ 2, H > 0).
+
+    Example:
+        >>> rho_values([0.1, 0.95, 1.0], math.log2(10), 10).round(4).tolist()
+        [0.0, 0.8661, 1.0]
+    """
+    error = 1.0 - np.asarray(scores, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h2 = -error * np.log2(error) - (1 - error) * np.log2(1 - error)
+    h2 = np.where((error <= 0) | (error >= 1), 0.0, h2)
+    residual = h2 + error * math.log2(num_classes - 1)
+    return np.clip(entropy_bits - residual, 0.0, entropy_bits) / entropy_bits
+
+
 def metric_kind(metric: str) -> str:
     """``exact`` for accuracies, ``approximate`` for other rates (mIoU, mAP, ...), else ``none``."""
     key = metric.lower().replace("-", "").replace("_", "").replace("@", "")
@@ -154,9 +169,9 @@ def rho(score: float, entropy_bits: float, num_classes: int, metric: str = "accu
             kind == "approximate",
             "the dataset has a single class, so there is no label entropy to resolve",
         )
+    value = float(rho_values([score], entropy_bits, num_classes)[0])
     residual = fano_residual_bits(score, num_classes)
-    resolved = min(max(entropy_bits - residual, 0.0), entropy_bits)
-    return Rho(resolved / entropy_bits, residual, resolved, kind == "approximate")
+    return Rho(value, residual, value * entropy_bits, kind == "approximate")
 
 
 def nofade_score(rho_value: float, cost: float, cost_unit: float) -> float:

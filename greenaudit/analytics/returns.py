@@ -25,7 +25,6 @@ DEFAULT_EPSILON_FRACTION = 0.005
 class Plateau:
     """The first point after which the metric gains less than ε."""
 
-    index: int
     step: int
     value: float
     energy_kwh: float
@@ -50,7 +49,7 @@ class MarginalGain:
 
 @dataclass(frozen=True)
 class ReturnsCurve:
-    """The within-run curve and what it says."""
+    """The within-run curve (the points given, or a sample of them) and what it says."""
 
     steps: NDArray[np.int64]
     values: NDArray[np.float64]
@@ -102,59 +101,86 @@ def cumulative_at(
     return total
 
 
+def plateau_threshold(
+    lowest: float,
+    highest: float,
+    higher_is_better: bool = True,
+    epsilon_fraction: float = DEFAULT_EPSILON_FRACTION,
+) -> tuple[float, float]:
+    """(threshold, ε): the plateau is the first point whose value is beyond the threshold.
+
+    With ε = fraction × range, the remaining gain after a point is below ε exactly when the
+    running best there is within ε of the final best; a running best first gets there at a
+    point whose own value is beyond ``best − ε``. So the plateau needs only the range and one
+    comparison per point, which a database can answer from an index.
+    """
+    epsilon = epsilon_fraction * (highest - lowest)
+    return (highest - epsilon, epsilon) if higher_is_better else (lowest + epsilon, epsilon)
+
+
 def find_plateau(
     values: ArrayLike,
     higher_is_better: bool = True,
     epsilon_fraction: float = DEFAULT_EPSILON_FRACTION,
 ) -> tuple[int, float]:
-    """Index of the first point after which the running best gains less than ε, and ε."""
+    """Index of the first point after which the running best gains less than ε, and ε.
+
+    Example:
+        >>> index, epsilon = find_plateau([0.5, 0.8, 0.9, 0.9001, 0.9002])
+        >>> index, round(epsilon, 6)
+        (2, 0.002001)
+    """
     ys = np.asarray(values, dtype=float)
     if ys.size == 0:
         raise InsufficientData("the run has no points of this metric")
-    best = np.maximum.accumulate(ys) if higher_is_better else np.minimum.accumulate(ys)
-    epsilon = epsilon_fraction * float(ys.max() - ys.min())
-    remaining = np.abs(best[-1] - best)
-    below = np.nonzero(remaining < epsilon)[0] if epsilon > 0 else np.array([0])
-    return int(below[0]), epsilon
+    threshold, epsilon = plateau_threshold(
+        float(ys.min()), float(ys.max()), higher_is_better, epsilon_fraction
+    )
+    if epsilon == 0:
+        return 0, 0.0  # a constant metric never gains: it plateaus at once
+    beyond = ys > threshold if higher_is_better else ys < threshold
+    return int(np.argmax(beyond)), epsilon
 
 
-def returns_curve(
+def summarize_returns(
     steps: ArrayLike,
     times: ArrayLike,
     values: ArrayLike,
+    *,
+    plateau_step: int,
+    plateau_time: float,
+    plateau_value: float,
+    epsilon: float,
+    final_best: float,
+    point: float,
     sample_t_start: ArrayLike,
     sample_t_end: ArrayLike,
     sample_kwh: ArrayLike,
     sample_co2_kg: ArrayLike,
     sample_rank: ArrayLike | None = None,
-    *,
     higher_is_better: bool = True,
     axis: str = "energy_kwh",
-    epsilon_fraction: float = DEFAULT_EPSILON_FRACTION,
 ) -> ReturnsCurve:
-    """The metric against cumulative energy and CO2, its fitted model and its plateau.
+    """The returns of a run from its curve points (all, or a sample) and its plateau point.
 
-    Metric points must be in time order. ``axis`` (``energy_kwh`` or ``co2_kg``) is the x of the
-    fit and of the marginal gain.
+    The fit and the marginal gain use the curve points given; the plateau and the energy after
+    it are exact, since the plateau point and the final best are passed in.
     """
     step_arr = np.asarray(steps, dtype=np.int64)
-    time_arr = np.asarray(times, dtype=float)
     ys = np.asarray(values, dtype=float)
     kwh = np.asarray(sample_kwh, dtype=float)
     co2 = np.asarray(sample_co2_kg, dtype=float)
-    if ys.size == 0:
-        raise InsufficientData("the run has no points of this metric")
     if kwh.size == 0:
         raise InsufficientData("the run has no energy samples")
-    energy = cumulative_at(time_arr, sample_t_start, sample_t_end, kwh, sample_rank)
-    carbon = cumulative_at(time_arr, sample_t_start, sample_t_end, co2, sample_rank)
+    times_with_plateau = np.append(np.asarray(times, dtype=float), plateau_time)
+    energy_all = cumulative_at(times_with_plateau, sample_t_start, sample_t_end, kwh, sample_rank)
+    carbon_all = cumulative_at(times_with_plateau, sample_t_start, sample_t_end, co2, sample_rank)
+    energy, carbon = energy_all[:-1], carbon_all[:-1]
     total_kwh, total_co2 = float(kwh.sum()), float(co2.sum())
-    point = point_size(ys)
 
     x = energy if axis == "energy_kwh" else carbon
     usable = x > 0
     fits: FitReport | None = None
-    fit_reason = None
     gain = None
     if usable.sum() < MIN_RUNS:
         fit_reason = (
@@ -163,11 +189,11 @@ def returns_curve(
         )
     else:
         fits = fit_all(x[usable], ys[usable], higher_is_better)
+        fit_reason = fits.best_reason
         # Too few points for AICc: the curve still deserves a fit; take the first that converged.
         chosen: Fit | None = next(
             (f for f in fits.fits if f.model == fits.best), fits.fits[0] if fits.fits else None
         )
-        fit_reason = fits.best_reason
         x_end = total_kwh if axis == "energy_kwh" else total_co2
         if chosen is not None and x_end > 0:
             at_end = float(chosen.predict(x_end))
@@ -179,18 +205,16 @@ def returns_curve(
                 axis=axis,
             )
 
-    index, epsilon = find_plateau(ys, higher_is_better, epsilon_fraction)
-    best = np.maximum.accumulate(ys) if higher_is_better else np.minimum.accumulate(ys)
-    after_kwh = max(total_kwh - float(energy[index]), 0.0)
-    after_co2 = max(total_co2 - float(carbon[index]), 0.0)
+    plateau_kwh, plateau_co2 = float(energy_all[-1]), float(carbon_all[-1])
+    after_kwh = max(total_kwh - plateau_kwh, 0.0)
+    after_co2 = max(total_co2 - plateau_co2, 0.0)
     share = after_kwh / total_kwh if total_kwh > 0 else 0.0
-    gained = float(abs(best[-1] - best[index]))
+    gained = abs(final_best - plateau_value)
     plateau = Plateau(
-        index=index,
-        step=int(step_arr[index]),
-        value=float(ys[index]),
-        energy_kwh=float(energy[index]),
-        co2_kg=float(carbon[index]),
+        step=int(plateau_step),
+        value=float(plateau_value),
+        energy_kwh=plateau_kwh,
+        co2_kg=plateau_co2,
         epsilon=epsilon,
         energy_after_kwh=after_kwh,
         co2_after_kg=after_co2,
@@ -213,4 +237,47 @@ def returns_curve(
         fit_reason=fit_reason,
         marginal_gain=gain,
         plateau=plateau,
+    )
+
+
+def returns_curve(
+    steps: ArrayLike,
+    times: ArrayLike,
+    values: ArrayLike,
+    sample_t_start: ArrayLike,
+    sample_t_end: ArrayLike,
+    sample_kwh: ArrayLike,
+    sample_co2_kg: ArrayLike,
+    sample_rank: ArrayLike | None = None,
+    *,
+    higher_is_better: bool = True,
+    axis: str = "energy_kwh",
+    epsilon_fraction: float = DEFAULT_EPSILON_FRACTION,
+) -> ReturnsCurve:
+    """The metric against cumulative energy and CO2, its fitted model and its plateau.
+
+    Takes every point of the metric, in step order. ``axis`` (``energy_kwh`` or ``co2_kg``) is
+    the x of the fit and of the marginal gain.
+    """
+    ys = np.asarray(values, dtype=float)
+    ts = np.asarray(times, dtype=float)
+    step_arr = np.asarray(steps, dtype=np.int64)
+    index, epsilon = find_plateau(ys, higher_is_better, epsilon_fraction)
+    return summarize_returns(
+        step_arr,
+        ts,
+        ys,
+        plateau_step=int(step_arr[index]),
+        plateau_time=float(ts[index]),
+        plateau_value=float(ys[index]),
+        epsilon=epsilon,
+        final_best=float(ys.max() if higher_is_better else ys.min()),
+        point=point_size(ys),
+        sample_t_start=sample_t_start,
+        sample_t_end=sample_t_end,
+        sample_kwh=sample_kwh,
+        sample_co2_kg=sample_co2_kg,
+        sample_rank=sample_rank,
+        higher_is_better=higher_is_better,
+        axis=axis,
     )

@@ -49,7 +49,7 @@ def test_a_known_plateau_and_the_energy_spent_after_it():
     # Values run from 0.55 to 0.9012: range 0.3512, ε = 0.001756. After epoch 8 (index 7) the
     # rest gains 12 × 0.0001 = 0.0012 < ε; after epoch 7 it would still gain 0.05 more.
     plateau = curve.plateau
-    assert plateau.index == 7 and plateau.step == 8
+    assert plateau.step == 8 and plateau.value == pytest.approx(0.9)
     assert plateau.epsilon == pytest.approx(0.005 * 0.3512, rel=1e-9)
     assert plateau.energy_kwh == pytest.approx(8.0)
     assert plateau.energy_after_kwh == pytest.approx(12.0)
@@ -74,6 +74,18 @@ def test_plateau_for_lower_is_better_metrics():
 
 def test_a_constant_metric_plateaus_at_once():
     assert find_plateau([0.7, 0.7, 0.7]) == (0, 0.0)
+
+
+def test_the_plateau_is_the_first_point_within_epsilon_of_the_final_best():
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        values = np.cumsum(rng.normal(0.01, 0.05, 50))
+        index, epsilon = find_plateau(values)
+        best = np.maximum.accumulate(values)
+        remaining = best[-1] - best
+        # By the definition: the remaining gain is below ε from here on, and not just before.
+        assert np.all(remaining[index:] < epsilon)
+        assert index == 0 or remaining[index - 1] >= epsilon
 
 
 def test_runs_without_points_or_energy_say_so():

@@ -80,6 +80,10 @@ def test_resent_batches_are_stored_once(client: TestClient, project: ProjectKeys
     assert metrics_again.json() == {"inserted": 0, "duplicates": 2}
     assert count(engine, EnergySample) == 2
     assert count(engine, MetricPoint) == 2
+    # The running totals counted each sample once too.
+    totals = client.get(f"/api/v1/runs/{run['id']}", headers=project.read).json()["totals"]
+    assert totals["energy_samples"] == 2
+    assert math.isclose(totals["energy_kwh"], 2 * 0.0055, rel_tol=1e-12)
     # A batch mixing stored and new items stores only the new ones.
     mixed = client.post(
         f"/api/v1/runs/{run['id']}/energy",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 
 from greenaudit.api.db import make_engine
 from greenaudit.api.migrate import downgrade, upgrade
@@ -18,7 +19,18 @@ from greenaudit.settings import Settings
 
 from ..conftest import fresh_postgres_database
 
-TABLES = {"project", "api_key", "run", "energy_sample", "metric_point", "dataset_profile"}
+PROJECT, RUN = "0b5b8f1e6f3a4c1e9a553f1f2b2f7a10", "1b5b8f1e6f3a4c1e9a553f1f2b2f7a11"
+T0 = datetime(2026, 12, 1, tzinfo=timezone.utc)
+TABLES = {
+    "project",
+    "api_key",
+    "run",
+    "energy_sample",
+    "metric_point",
+    "dataset_profile",
+    "run_energy_totals",
+    "run_metric_stats",
+}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -68,3 +80,47 @@ def test_drift_is_detected(empty_engine: Engine):
         differences = compare_metadata(context, changed)
     assert [d[0] for d in differences] == ["add_column"]
     assert differences[0][3].name == "extra_column"
+
+
+def test_running_totals_are_backfilled_from_stored_rows(empty_engine: Engine):
+    upgrade(empty_engine, "0001")
+    with empty_engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO project (id, name, created_at) VALUES (:id, 'p', :t)"),
+            {"id": PROJECT, "t": T0},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO run (id, project_id, kind, status, world_size, hardware, meta, "
+                "carbon_intensity_g_per_kwh, carbon_intensity_source, pue, started_at, created_at) "
+                "VALUES (:id, :p, 'train', 'running', 1, '{}', '{}', 100, 'test', 1, :t, :t)"
+            ),
+            {"id": RUN, "p": PROJECT, "t": T0},
+        )
+        for seq, (cpu, gpus) in enumerate([(0.5, 2), (1.5, 0)]):
+            connection.execute(
+                text(
+                    "INSERT INTO energy_sample (run_id, rank, seq, t_start, t_end, duration_s, "
+                    "cpu_kwh, cpu_method, gpu_count, co2_kg) "
+                    "VALUES (:r, 0, :s, :t, :t, 60, :cpu, 'rapl', :g, :co2)"
+                ),
+                {"r": RUN, "s": seq, "t": T0, "cpu": cpu, "g": gpus, "co2": cpu / 10},
+            )
+        for step, value in [(1, 0.4), (2, 0.7), (3, 0.6)]:
+            connection.execute(
+                text(
+                    "INSERT INTO metric_point (run_id, name, step, value, time) "
+                    "VALUES (:r, 'accuracy', :s, :v, :t)"
+                ),
+                {"r": RUN, "s": step, "v": value, "t": T0},
+            )
+    upgrade(empty_engine)
+    with empty_engine.connect() as connection:
+        energy = connection.execute(
+            text("SELECT cpu_kwh, co2_kg, gpu_seconds, samples FROM run_energy_totals")
+        ).one()
+        stats = connection.execute(
+            text("SELECT min_value, max_value, first_step, last_step, points FROM run_metric_stats")
+        ).one()
+    assert tuple(energy) == (pytest.approx(2.0), pytest.approx(0.2), 120.0, 2)
+    assert tuple(stats) == (0.4, 0.7, 1, 3, 3)
