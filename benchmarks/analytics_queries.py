@@ -182,6 +182,17 @@ def seed(url: str, runs: int, points: int) -> tuple[str, str]:
             ],
             big_energy,
         )
+        # COPY bypasses ingestion, so fill the running totals it would have kept.
+        connection.execute(
+            "INSERT INTO run_energy_totals (run_id, cpu_kwh, gpu_kwh, ram_kwh, co2_kg, "
+            "gpu_seconds, samples) SELECT run_id, COALESCE(SUM(cpu_kwh), 0), 0, 0, "
+            "SUM(co2_kg), 0, COUNT(*) FROM energy_sample GROUP BY run_id"
+        )
+        connection.execute(
+            "INSERT INTO run_metric_stats (run_id, name, min_value, max_value, first_step, "
+            "last_step, points) SELECT run_id, name, MIN(value), MAX(value), MIN(step), "
+            "MAX(step), COUNT(*) FROM metric_point GROUP BY run_id, name"
+        )
         connection.commit()
         connection.autocommit = True
         connection.execute("VACUUM ANALYZE")

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Float, Select, func, select
+from sqlalchemy import Float, Select, String, cast, func, literal, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
@@ -42,13 +42,17 @@ def _epoch_sqlite(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
 
 
 def run_rows(
+    published_project: uuid.UUID | None,
     project_ids: Sequence[uuid.UUID],
     filters: RunFilters,
     metric: str,
     higher_is_better: bool,
     fields: Sequence[str],
 ) -> Select[Any]:
-    """One row per run that logged ``metric``: id, project, best value, and ``fields``.
+    """One row per run that logged ``metric``.
+
+    Each row holds the run's id as text, whether it is a run of the published catalog, its
+    best value, and ``fields``.
 
     The best value and the costs come from the per-run running totals (``run_metric_stats``,
     ``run_energy_totals``) that ingestion keeps, so this is one join over runs, whatever the
@@ -61,7 +65,14 @@ def run_rows(
         "co2_kg": RunEnergyTotals.co2_kg,
         "gpu_hours": RunEnergyTotals.gpu_seconds / SECONDS_PER_HOUR,
     }
-    columns: list[Any] = [Run.id.label("run_id"), Run.project_id, best.label("score")]
+    # Ids as text: building 100,000 UUID objects costs more than the whole query.
+    columns: list[Any] = [
+        cast(Run.id, String).label("run_id"),
+        (Run.project_id == published_project if published_project else literal(False)).label(
+            "published"
+        ),
+        best.label("score"),
+    ]
     columns += [
         costs[name].label(name) if name in costs else getattr(Run, name).label(name)
         for name in fields

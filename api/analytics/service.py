@@ -85,6 +85,12 @@ def _rows(session: Session, query: Any) -> list[Any]:
     return [row for row in session.connection().execute(query).all() if row[2] is not None]
 
 
+def _labels(session: Session, run_ids: list[str]) -> dict[uuid.UUID, Any]:
+    """Name, model and dataset of the few runs an answer lists."""
+    ids = [uuid.UUID(run_id) for run_id in run_ids]
+    return {row.id: row for row in session.execute(repository.run_labels(ids))}
+
+
 def _columns(rows: list[Any], count: int) -> list[tuple[Any, ...]]:
     """Rows to columns (zip is far faster than numpy on SQLAlchemy rows)."""
     return list(zip(*rows, strict=True)) if rows else [()] * count
@@ -106,8 +112,11 @@ def diminishing_returns(
     check_project_filter(session, caller, filters)
     higher = direction is Direction.higher
     ids, published = _project_ids(session, caller, include_published)
-    rows = _rows(session, repository.run_rows(ids, filters, metric, higher, [x_axis.value]))
-    run_ids, project_ids, scores, xs_raw = _columns(rows, 4)
+    rows = _rows(
+        session,
+        repository.run_rows(published, ids, filters, metric, higher, [x_axis.value]),
+    )
+    run_ids, is_published, scores, xs_raw = _columns(rows, 4)
     x_all = np.array([np.nan if x is None else float(x) for x in xs_raw], dtype=float)
     y_all = np.array(scores, dtype=float)
     has_x = ~np.isnan(x_all)
@@ -122,13 +131,10 @@ def diminishing_returns(
     x_arr, y_arr = x_all[kept], y_all[kept]
     on_frontier = curves.pareto_frontier(x_arr, y_arr, higher)
     listed = np.arange(kept.size) if include_runs else np.nonzero(on_frontier)[0]
-    labels = {
-        row.id: row
-        for row in session.execute(repository.run_labels([run_ids[kept[i]] for i in listed]))
-    }
+    labels = _labels(session, [run_ids[kept[i]] for i in listed])
 
     def point(i: int) -> RunPoint:
-        run_id = run_ids[kept[i]]
+        run_id = uuid.UUID(run_ids[kept[i]])
         label = labels[run_id]
         return RunPoint(
             run_id=run_id,
@@ -138,7 +144,7 @@ def diminishing_returns(
             x=float(x_arr[i]),
             score=float(y_arr[i]),
             frontier=bool(on_frontier[i]),
-            published=project_ids[kept[i]] == published,
+            published=bool(is_published[kept[i]]),
         )
 
     frontier = sorted((point(i) for i in np.nonzero(on_frontier)[0]), key=lambda p: p.x)
@@ -222,9 +228,9 @@ def nofade_report(
 ) -> NofadeOut:
     check_project_filter(session, caller, filters)
     ids, published = _project_ids(session, caller, include_published)
-    fields = [axis.value, "dataset", "dataset_version", "task", "model"]
-    rows = _rows(session, repository.run_rows(ids, filters, metric, True, fields))
-    run_ids, project_ids, scores, costs, datasets, versions, tasks, models = _columns(rows, 8)
+    fields = [axis.value, "dataset", "dataset_version", "task"]
+    rows = _rows(session, repository.run_rows(published, ids, filters, metric, True, fields))
+    run_ids, is_published, scores, costs, datasets, versions, tasks = _columns(rows, 7)
     score_arr = np.array(scores, dtype=float)
     cost_arr = np.array([np.nan if c is None else float(c) for c in costs], dtype=float)
     profiles = _profile_lookup(session, ids)
@@ -236,14 +242,18 @@ def nofade_report(
     classes = np.zeros(n, dtype=int)
     reasons: list[str | None] = [None] * n
 
-    # Runs sharing a profile are computed together; reasons are kept per run.
+    # Runs sharing a dataset (and version) are computed together; reasons are kept per run.
+    by_key: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    for i, key in enumerate(zip(is_published, datasets, versions, strict=True)):
+        by_key[key].append(i)
     by_profile: dict[uuid.UUID | None, list[int]] = defaultdict(list)
     chosen: dict[uuid.UUID, DatasetProfile] = {}
-    for i in range(n):
-        profile = _profile_of(profiles, project_ids[i], datasets[i], versions[i])
+    for (from_catalog, dataset, version), members in by_key.items():
+        project = published if from_catalog and published else caller.project_id
+        profile = _profile_of(profiles, project, dataset, version)
         if profile is not None:
             chosen[profile.id] = profile
-        by_profile[profile.id if profile else None].append(i)
+        by_profile[profile.id if profile else None].extend(members)
     for profile_id, members in by_profile.items():
         index = np.array(members)
         if profile_id is None:
@@ -287,12 +297,14 @@ def nofade_report(
 
     # Highest NoFADE first, then the runs without one; only the listed runs become objects.
     order = np.lexsort((-np.nan_to_num(nofade_arr, nan=-np.inf), np.isnan(nofade_arr)))
+    top = order[:limit].tolist()
+    labels = _labels(session, [run_ids[i] for i in top])
     listed = []
-    for i in order[:limit].tolist():
+    for i in top:
         listed.append(
             NofadeRun(
-                run_id=run_ids[i],
-                model=models[i],
+                run_id=uuid.UUID(run_ids[i]),
+                model=labels[uuid.UUID(run_ids[i])].model,
                 dataset=datasets[i],
                 task=tasks[i],
                 score=float(score_arr[i]),
@@ -303,7 +315,7 @@ def nofade_report(
                 nofade=None if np.isnan(nofade_arr[i]) else float(nofade_arr[i]),
                 approximate=kind == "approximate",
                 reason=reasons[i],
-                published=project_ids[i] == published,
+                published=bool(is_published[i]),
             )
         )
     return NofadeOut(
