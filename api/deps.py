@@ -41,7 +41,9 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit before the response is sent, so that a client which has its answer
+# can read what it wrote (since FastAPI 0.118 the default runs after the response).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 AuthorizationHeader = Annotated[
     str | None,

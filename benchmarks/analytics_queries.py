@@ -210,7 +210,7 @@ def explain(url: str, project_id_key: str, big: str) -> list[str]:
         fields = ["energy_kwh", "dataset", "dataset_version", "task", "model"]
         queries = {
             "per-run best score and costs (diminishing-returns, nofade)": repository.run_rows(
-                [project[0]], RunFilters(), "accuracy", True, fields
+                None, [project[0]], RunFilters(), "accuracy", True, fields
             ),
             "returns: range of the metric": repository.metric_stats(big_id, "accuracy"),
             "returns: the plateau point": repository.first_point_past(

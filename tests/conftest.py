@@ -160,27 +160,32 @@ class LiveServer:
         return self.keys.write["Authorization"].split()[1]
 
 
-@pytest.fixture
-def live_server(settings: Settings, engine: Engine, client: TestClient) -> Iterator[LiveServer]:
-    """The service on a real socket in this process, with a project ready."""
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """Serve ``app`` on a real socket in a thread; yields its base URL."""
     import threading
     import time
 
     import uvicorn
 
-    keys = create_project(client, "live")
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, engine), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
         assert time.monotonic() < deadline, "server did not start"
         time.sleep(0.02)
-    yield LiveServer(f"http://127.0.0.1:{port}", keys)
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def live_server(settings: Settings, engine: Engine, client: TestClient) -> Iterator[LiveServer]:
+    """The service on a real socket in this process, with a project ready."""
+    keys = create_project(client, "live")
+    with serving(create_app(settings, engine)) as url:
+        yield LiveServer(url, keys)

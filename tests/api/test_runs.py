@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 import math
+import time
 import uuid
 
+import httpx
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 
+from greenaudit.api.app import create_app
 from greenaudit.api.models import EnergySample, MetricPoint
+from greenaudit.settings import Settings
 
-from ..conftest import ProjectKeys
+from ..conftest import ProjectKeys, serving
 from .helpers import point, run_body, sample
 
 
@@ -313,3 +317,22 @@ def test_dataset_profiles_are_stored_once_per_version(client: TestClient, projec
     assert math.isclose(uniform.json()["entropy_bits"], math.log2(1000), rel_tol=1e-12)
     listed = client.get("/api/v1/datasets/profiles", headers=project.read).json()
     assert [p["name"] for p in listed] == ["imagenet", "toy"]
+
+
+def test_a_write_is_committed_before_its_answer_is_sent(
+    settings: Settings, engine: Engine, project: ProjectKeys
+):
+    # Slow every commit down: an answer sent before its commit would let the next request
+    # miss the run it was just told exists.
+    app = create_app(settings, engine)
+    event.listen(app.state.write_sessions, "before_commit", lambda _session: time.sleep(0.3))
+    with serving(app) as url:
+        for _ in range(3):
+            run = httpx.post(f"{url}/api/v1/runs", json=run_body(), headers=project.write)
+            assert run.status_code == 201
+            response = httpx.post(
+                f"{url}/api/v1/runs/{run.json()['id']}/metrics",
+                json={"points": [point(1, 0.5)]},
+                headers=project.write,
+            )
+            assert response.status_code == 200, response.text
