@@ -294,3 +294,13 @@ def test_returns_on_a_real_demo_run(tmp_path, live_server: LiveServer):  # type:
     )
     energies = [p["energy_kwh"] for p in answer["curve"]]
     assert energies == sorted(energies) and energies[-1] <= answer["total_energy_kwh"] + 1e-12
+
+
+def test_non_positive_costs_on_a_log_axis_are_explained(client: TestClient, project: ProjectKeys):
+    for score in (0.5, 0.6, 0.7):
+        add_run(client, project, score, flops=0.0)
+    answer = client.get(
+        "/api/v1/analytics/diminishing-returns", params={"x": "flops"}, headers=project.read
+    ).json()
+    assert answer["excluded"] == {"no_x": 0, "non_positive_x": 3}
+    assert answer["status"] == "insufficient_data" and "at least 3 runs" in answer["reason"]
