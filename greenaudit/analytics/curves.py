@@ -268,27 +268,14 @@ def fit_thompson(x: ArrayLike, score: ArrayLike, higher_is_better: bool = True) 
         raise InsufficientData("the Thompson fit needs scores in [0, 1] (error = 1 − score)")
     if np.any(error <= 0):
         raise InsufficientData("the Thompson fit needs a positive error for every run")
-    u, v = np.log10(xs), np.log10(error)
-    a, b, se_a, se_b, cov_ab, r2 = _linear_fit(u, v)
-    n = xs.size
-    t = _t_value(n - 2)
-    theta = (a, b)
-    rss = float(np.sum((ys - _predict(THOMPSON, theta, xs, 1.0, higher_is_better)) ** 2))
-    return Fit(
-        model=THOMPSON,
-        formula=FORMULAS[THOMPSON],
-        parameters=(
-            Parameter("a", a, se_a, a - t * se_a, a + t * se_a),
-            Parameter("b", b, se_b, b - t * se_b, b + t * se_b),
-        ),
-        r_squared=r2,
-        r_squared_space="log10(error) on log10(x)",
-        rss=rss,
-        aicc=_aicc(rss, n, 2),
-        n=n,
-        higher_is_better=higher_is_better,
-        _theta=theta,
-        _cov=((se_a**2, cov_ab), (cov_ab, se_b**2)),
+    return _linear_model(
+        THOMPSON,
+        np.log10(xs),
+        np.log10(error),
+        xs,
+        ys,
+        higher_is_better,
+        "log10(error) on log10(x)",
     )
 
 
@@ -296,20 +283,35 @@ def fit_log_linear(x: ArrayLike, score: ArrayLike, higher_is_better: bool = True
     """Fit score = a + b·log10(x) by OLS (Sun et al.'s logarithmic data scaling)."""
     xs, ys = _as_arrays(x, score)
     _check_log_axis(xs)
-    a, b, se_a, se_b, cov_ab, r2 = _linear_fit(np.log10(xs), ys)
+    return _linear_model(
+        LOG_LINEAR, np.log10(xs), ys, xs, ys, higher_is_better, "score on log10(x)"
+    )
+
+
+def _linear_model(
+    model: str,
+    u: NDArray[np.float64],
+    v: NDArray[np.float64],
+    xs: NDArray[np.float64],
+    ys: NDArray[np.float64],
+    higher_is_better: bool,
+    space: str,
+) -> Fit:
+    """A two-parameter model fitted as the OLS line v = a + b·u; RSS and AICc on the scores."""
+    a, b, se_a, se_b, cov_ab, r2 = _linear_fit(u, v)
     n = xs.size
     t = _t_value(n - 2)
     theta = (a, b)
-    rss = float(np.sum((ys - _predict(LOG_LINEAR, theta, xs, 1.0, higher_is_better)) ** 2))
+    rss = float(np.sum((ys - _predict(model, theta, xs, 1.0, higher_is_better)) ** 2))
     return Fit(
-        model=LOG_LINEAR,
-        formula=FORMULAS[LOG_LINEAR],
+        model=model,
+        formula=FORMULAS[model],
         parameters=(
             Parameter("a", a, se_a, a - t * se_a, a + t * se_a),
             Parameter("b", b, se_b, b - t * se_b, b + t * se_b),
         ),
         r_squared=r2,
-        r_squared_space="score on log10(x)",
+        r_squared_space=space,
         rss=rss,
         aicc=_aicc(rss, n, 2),
         n=n,
