@@ -9,6 +9,7 @@ from greenaudit import __version__
 from greenaudit.settings import Settings
 
 from .analytics.routes import router as analytics_router
+from .dashboards.routes import install as install_dashboards
 from .datasets.routes import router as datasets_router
 from .db import make_engine, make_session_factory
 from .errors import install_error_handlers
@@ -34,6 +35,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     install_error_handlers(app)
     for router in (projects_router, runs_router, datasets_router, totals_router, analytics_router):
         app.include_router(router)
+
+    install_dashboards(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

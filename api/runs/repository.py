@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..models import EnergySample, MetricPoint, Project, Run, RunEnergyTotals, RunMetricStats
-from .schemas import RunFilters
+from .schemas import RunFilters, RunSort, SortOrder
 
 SECONDS_PER_HOUR = 3600.0
 
@@ -46,6 +46,22 @@ def filter_conditions(
 
 def runs_matching(project_id: uuid.UUID, filters: RunFilters) -> Select[tuple[Run]]:
     return select(Run).where(*filter_conditions(project_id, filters))
+
+
+def sorted_runs(query: Select[tuple[Run]], sort: RunSort, order: SortOrder) -> Select[tuple[Run]]:
+    """``query`` ordered by a run column or a running total; ties broken by id."""
+    totals = {
+        RunSort.co2_kg: RunEnergyTotals.co2_kg,
+        RunSort.energy_kwh: RunEnergyTotals.cpu_kwh
+        + RunEnergyTotals.gpu_kwh
+        + RunEnergyTotals.ram_kwh,
+    }
+    if sort in totals:
+        key: Any = func.coalesce(totals[sort], 0.0)
+        query = query.outerjoin(RunEnergyTotals, RunEnergyTotals.run_id == Run.id)
+    else:
+        key = getattr(Run, sort.value)
+    return query.order_by(key.desc() if order is SortOrder.desc else key.asc(), Run.id)
 
 
 def project_matching(project_id: uuid.UUID, id_or_name: str) -> Select[tuple[uuid.UUID]]:

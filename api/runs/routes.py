@@ -20,7 +20,7 @@ from greenaudit.schemas import (
 from ..deps import ReaderDep, SessionDep, WriterDep
 from ..errors import ERROR_RESPONSES
 from . import service
-from .schemas import EnergySampleOut, MetricPointOut, RunFilters, RunOut
+from .schemas import EnergySampleOut, MetricPointOut, RunFilters, RunOut, RunSort, SortOrder
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"], responses=ERROR_RESPONSES)
 
@@ -55,9 +55,11 @@ def list_runs(
     filters: Annotated[RunFilters, Query()],
     limit: Limit = 50,
     offset: Offset = 0,
+    sort: RunSort = RunSort.started_at,
+    order: SortOrder = SortOrder.desc,
 ) -> Page[RunOut]:
-    """The key's runs, newest first, with their totals."""
-    return service.list_runs(session, caller, filters, limit, offset)
+    """The key's runs with their totals, newest first unless ``sort`` says otherwise."""
+    return service.list_runs(session, caller, filters, limit, offset, sort, order)
 
 
 @router.get("/{run_id}", response_model=RunOut)

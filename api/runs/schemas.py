@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -60,6 +61,21 @@ class RunOut(BaseModel):
     started_at: datetime
     ended_at: datetime | None
     totals: RunTotals
+
+
+class RunSort(str, Enum):
+    started_at = "started_at"
+    co2_kg = "co2_kg"
+    energy_kwh = "energy_kwh"
+    model = "model"
+    dataset = "dataset"
+    name = "name"
+    status = "status"
+
+
+class SortOrder(str, Enum):
+    asc = "asc"
+    desc = "desc"
 
 
 class RunFilters(BaseModel):

@@ -26,7 +26,15 @@ from ..auth import Principal
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import EnergySample, MetricPoint, Run
 from . import repository
-from .schemas import EnergySampleOut, MetricPointOut, RunFilters, RunOut, RunTotals
+from .schemas import (
+    EnergySampleOut,
+    MetricPointOut,
+    RunFilters,
+    RunOut,
+    RunSort,
+    RunTotals,
+    SortOrder,
+)
 
 G_PER_KG = 1000.0
 J_PER_KWH = 3.6e6
@@ -310,13 +318,19 @@ def _retry_once_on_race(session: Session, attempt: Any) -> BatchResult:
 
 
 def list_runs(
-    session: Session, caller: Principal, filters: RunFilters, limit: int, offset: int
+    session: Session,
+    caller: Principal,
+    filters: RunFilters,
+    limit: int,
+    offset: int,
+    sort: RunSort = RunSort.started_at,
+    order: SortOrder = SortOrder.desc,
 ) -> Page[RunOut]:
     check_project_filter(session, caller, filters)
     query = repository.runs_matching(caller.project_id, filters)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     runs = session.scalars(
-        query.order_by(Run.started_at.desc(), Run.id).limit(limit).offset(offset)
+        repository.sorted_runs(query, sort, order).limit(limit).offset(offset)
     ).all()
     return Page[RunOut](items=_with_totals(session, runs), total=total, limit=limit, offset=offset)
 

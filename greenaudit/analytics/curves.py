@@ -201,6 +201,20 @@ def _predict(
     return s_inf - sign * c_scaled * np.power(x / x_ref, -d)
 
 
+def evaluate(
+    model: str, parameters: dict[str, float], x: ArrayLike, higher_is_better: bool = True
+) -> NDArray[np.float64]:
+    """A fitted curve's score at ``x``, from its reported parameters (to draw it).
+
+    Example:
+        >>> evaluate("log-linear", {"a": 0.2, "b": 0.05}, [1e4, 1e8]).round(6).tolist()
+        [0.4, 0.6]
+    """
+    names = {THOMPSON: ("a", "b"), LOG_LINEAR: ("a", "b"), SATURATING: ("s_inf", "c", "d")}
+    theta = tuple(parameters[name] for name in names[model])
+    return _predict(model, theta, np.asarray(x, dtype=float), 1.0, higher_is_better)
+
+
 def _inverse(
     model: str,
     theta: Sequence[float] | NDArray[np.float64],

@@ -1,0 +1,195 @@
+"""Server-rendered dashboard pages under /dashboards/, signed in with a project key."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qs, quote
+
+import plotly
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from greenaudit.schemas import RunStatus
+
+from ..analytics.schemas import CostAxis, NofadeAxis
+from ..auth import Principal, authenticate_key
+from ..deps import SessionDep
+from ..errors import InvalidInput, Unauthorized
+from ..runs.schemas import RunFilters, RunSort, SortOrder
+from . import service
+
+COOKIE = "greenaudit_key"
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+templates = Environment(
+    loader=PackageLoader("greenaudit.dashboards", "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+router = APIRouter(prefix="/dashboards", include_in_schema=False)
+
+
+class SignInRequired(Exception):
+    """The page needs a project key; the browser is sent to the sign-in page."""
+
+    def __init__(self, next_path: str) -> None:
+        self.next_path = next_path
+
+
+def _render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    return HTMLResponse(templates.get_template(name).render(**context), status_code=status_code)
+
+
+def _caller(request: Request, session: SessionDep) -> Principal:
+    key = request.cookies.get(COOKIE)
+    header = request.headers.get("authorization", "")
+    if not key and header.lower().startswith("bearer "):
+        key = header[7:].strip()
+    if not key:
+        raise SignInRequired(request.url.path)
+    try:
+        principal, _ = authenticate_key(session, key)
+    except Unauthorized as error:
+        raise SignInRequired(request.url.path) from error
+    return principal
+
+
+def install(app: FastAPI) -> None:
+    """Add the dashboard pages and their sign-in redirect to ``app``."""
+
+    @app.exception_handler(SignInRequired)
+    async def _sign_in(_request: Request, exc: SignInRequired) -> RedirectResponse:
+        return RedirectResponse(f"/dashboards/login?next={quote(exc.next_path)}", status_code=303)
+
+    app.include_router(router)
+
+
+def _safe_next(value: str) -> str:
+    # Only paths of this site, so the sign-in page cannot be used to redirect elsewhere.
+    return value if value.startswith("/dashboards") and "//" not in value else "/dashboards/"
+
+
+@router.get("/static/plotly.min.js")
+def plotly_js() -> FileResponse:
+    return FileResponse(
+        PLOTLY_JS, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"}
+    )
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(next: str = "/dashboards/") -> HTMLResponse:  # noqa: A002 - the URL's name
+    return _render("login.html", title="Sign in", bare=True, next=_safe_next(next), error=None)
+
+
+@router.post("/login", response_model=None)
+async def login(request: Request, session: SessionDep) -> Response:
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    key = (form.get("key") or [""])[0].strip()
+    target = _safe_next((form.get("next") or ["/dashboards/"])[0])
+    try:
+        authenticate_key(session, key)
+    except Unauthorized as error:
+        return _render(
+            "login.html",
+            status_code=401,
+            title="Sign in",
+            bare=True,
+            next=target,
+            error=f"That key does not work: {error.detail}.",
+        )
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        COOKIE,
+        key,
+        httponly=True,
+        samesite="strict",
+        path="/dashboards",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.post("/logout")
+def logout() -> RedirectResponse:
+    response = RedirectResponse("/dashboards/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/dashboards")
+    return response
+
+
+@router.get("/", response_class=HTMLResponse)
+def overview(request: Request, session: SessionDep) -> HTMLResponse:
+    caller = _caller(request, session)
+    return _render(
+        "overview.html", title="Overview", active="overview", **service.overview(session, caller)
+    )
+
+
+@router.get("/runs", response_class=HTMLResponse)
+def project(
+    request: Request,
+    session: SessionDep,
+    model: Annotated[str | None, Query(max_length=200)] = None,
+    status: str | None = None,
+    sort: RunSort = RunSort.started_at,
+    order: SortOrder = SortOrder.desc,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> HTMLResponse:
+    caller = _caller(request, session)
+    # Empty select values mean "all"; an unknown status is a 422 like anywhere else.
+    try:
+        filters = RunFilters(model=model or None, status=RunStatus(status) if status else None)
+    except ValueError as error:
+        raise InvalidInput(f"unknown status {status!r}") from error
+    return _render(
+        "project.html",
+        title="Runs",
+        active="project",
+        **service.project_page(session, caller, filters, sort, order, page),
+    )
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+def run(run_id: uuid.UUID, request: Request, session: SessionDep) -> HTMLResponse:
+    caller = _caller(request, session)
+    return _render(
+        "run.html", title="Run", active="run", **service.run_page(session, caller, run_id)
+    )
+
+
+@router.get("/curves", response_class=HTMLResponse)
+def curves(
+    request: Request,
+    session: SessionDep,
+    x: CostAxis = CostAxis.energy_kwh,
+    metric: Annotated[str, Query(min_length=1, max_length=200)] = "accuracy",
+    target: str | None = None,
+    published: bool = False,
+) -> HTMLResponse:
+    caller = _caller(request, session)
+    try:
+        wanted = float(target) if target else None
+    except ValueError:
+        wanted = None
+    return _render(
+        "curves.html",
+        title="Diminishing returns",
+        active="curves",
+        **service.curves_page(session, caller, x, metric, wanted, published),
+    )
+
+
+@router.get("/nofade", response_class=HTMLResponse)
+def nofade(
+    request: Request,
+    session: SessionDep,
+    axis: NofadeAxis = NofadeAxis.co2_kg,
+    metric: Annotated[str, Query(min_length=1, max_length=200)] = "accuracy",
+) -> HTMLResponse:
+    caller = _caller(request, session)
+    return _render(
+        "nofade.html",
+        title="NoFADE",
+        active="nofade",
+        **service.nofade_page(session, caller, axis, metric),
+    )

@@ -1,0 +1,1 @@
+"""Carbon dashboards: figure builders (pure) and the page templates the service renders."""
