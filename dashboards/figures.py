@@ -19,12 +19,12 @@ COMPONENT_COLOURS = {"cpu": "#0072B2", "gpu": "#E69F00", "ram": "#009E73"}
 
 def _layout(figure: go.Figure, *, x_title: str, y_title: str, title: str) -> go.Figure:
     figure.update_layout(
-        title=title,
+        title={"text": title, "y": 0.98, "yanchor": "top"},
         colorway=PALETTE,
         template="plotly_white",
         autosize=True,
-        margin={"l": 60, "r": 20, "t": 50, "b": 50},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+        margin={"l": 60, "r": 20, "t": 90, "b": 50},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0},
     )
     figure.update_xaxes(title_text=x_title, automargin=True)
     figure.update_yaxes(title_text=y_title, automargin=True)
@@ -157,6 +157,7 @@ def scaling_scatter(
     fits: Sequence[dict[str, Any]],
     *,
     x_title: str,
+    y_title: str,
     metric: str,
     projection: dict[str, Any] | None = None,
 ) -> go.Figure:
@@ -219,7 +220,7 @@ def scaling_scatter(
             marker={"symbol": "star", "size": 14, "color": PALETTE[5]},
         )
     figure.update_xaxes(type="log")
-    return _layout(figure, x_title=x_title, y_title=metric, title=f"{metric} against cost")
+    return _layout(figure, x_title=x_title, y_title=y_title, title=f"{metric} against cost")
 
 
 def nofade_leaderboard(table: pd.DataFrame) -> go.Figure:

@@ -129,7 +129,8 @@ def run_demo(settings: Settings, *, host: str, port: int, epochs: int, serve_aft
         f"{delivered}/{len(results)} runs delivered to {url}. Carbon intensity: "
         f"{results[0].carbon_intensity_source if results else 'n/a'}."
     )
-    typer.echo(f"\nAPI docs:  {url}/docs")
+    typer.echo(f"\nDashboards: {url}/dashboards/ (sign in with the read key below)")
+    typer.echo(f"API docs:  {url}/docs")
     typer.echo(f"Read key:  {read_key}")
     typer.echo(
         f"Try:       curl -H 'Authorization: Bearer {read_key}' '{url}/api/v1/totals?by=model'"

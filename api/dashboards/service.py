@@ -246,6 +246,7 @@ def curves_page(
         points,
         fits,
         x_title=f"{x_axis.value} ({answer.x.unit})",
+        y_title=f"{metric} ({'fraction' if answer.point_size == 0.01 else 'as logged'})",
         metric=metric,
         projection=projection,
     )
