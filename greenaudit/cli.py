@@ -152,7 +152,7 @@ def flush(
         _fail(str(error))
         raise
     except TransientError as error:
-        _fail(f"the service is unreachable ({error}); nothing is lost, try again later")
+        _fail(f"could not deliver ({error}); nothing is lost, try again later")
         raise
     typer.echo(
         f"delivered {completed} finished run(s) from {folder}; {pending} run(s) still in progress"

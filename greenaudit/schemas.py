@@ -6,6 +6,7 @@ CO2-equivalent, ``_s`` seconds, ``_g_per_kwh`` grams of CO2-equivalent per kilow
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Any, Generic, TypeVar
@@ -17,6 +18,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 MAX_BATCH_ITEMS = 5000
 #: Longest name (run, model, dataset, metric, group ...) accepted.
 MAX_NAME_LENGTH = 200
+#: Largest run metadata accepted, as JSON.
+MAX_META_BYTES = 65_536
 
 
 class RunKind(str, Enum):
@@ -56,10 +59,34 @@ class MeasurementMethod(str, Enum):
 def _aware_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp must carry a timezone, for example 2026-01-01T00:00:00Z")
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("timestamp is outside the years 1 to 9999 in UTC") from None
+
+
+def _json_object(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        encoded = json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise ValueError("meta must be plain JSON: NaN and infinity are not allowed") from None
+    if len(encoded) > MAX_META_BYTES:
+        raise ValueError(f"meta is {len(encoded)} bytes as JSON; the limit is {MAX_META_BYTES}")
+    return value
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_aware_utc)]
+#: A count or sequence number: what a signed 64-bit column holds.
+Count = Annotated[int, Field(ge=0, le=2**63 - 1)]
+#: A rank, a device count: what a 32-bit column holds.
+SmallCount = Annotated[int, Field(ge=0, le=2**31 - 1)]
+#: Energy of one interval, kWh (10^9 kWh is a terawatt-hour: far past any real sample).
+Energy = Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)]
+#: Mean power over an interval, W.
+Power = Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)]
+Meta = Annotated[dict[str, Any], AfterValidator(_json_object)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 # PostgreSQL text cannot hold NUL; refusing it here keeps such input a 422, not a 500.
@@ -77,13 +104,13 @@ class Hardware(WireModel):
     """Where a run (or rank of a run) executed."""
 
     node: Name | None = None
-    rank: int = Field(default=0, ge=0)
-    local_rank: int = Field(default=0, ge=0)
-    world_size: int = Field(default=1, ge=1)
+    rank: SmallCount = 0
+    local_rank: SmallCount = 0
+    world_size: int = Field(default=1, ge=1, le=2**31 - 1)
     cpu_model: Name | None = None
-    cpu_count: int | None = Field(default=None, ge=0)
+    cpu_count: SmallCount | None = None
     gpu_model: Name | None = None
-    gpu_count: int = Field(default=0, ge=0)
+    gpu_count: SmallCount = 0
     ram_total_gb: NonNegativeFloat | None = None
 
 
@@ -97,22 +124,22 @@ class RunCreate(WireModel):
     name: Name | None = None
     kind: RunKind = RunKind.train
     model: Name | None = None
-    model_params: int | None = Field(default=None, ge=0)
-    flops: NonNegativeFloat | None = None
+    model_params: Count | None = None
+    flops: Annotated[float, Field(ge=0, le=1e40, allow_inf_nan=False)] | None = None
     dataset: Name | None = None
     dataset_version: Name | None = None
-    dataset_size: int | None = Field(default=None, ge=0)
+    dataset_size: Count | None = None
     task: Name | None = None
     primary_metric: Name | None = None
     parent_run_id: UUID | None = None
     group: Name | None = None
     hardware: Hardware = Field(default_factory=Hardware)
     country_iso: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
-    carbon_intensity_g_per_kwh: NonNegativeFloat
+    carbon_intensity_g_per_kwh: Annotated[float, Field(ge=0, le=1e5, allow_inf_nan=False)]
     carbon_intensity_source: Name
     pue: float = Field(default=1.0, ge=1.0, le=3.0)
     started_at: UtcDatetime
-    meta: dict[str, Any] = Field(default_factory=dict)
+    meta: Meta = Field(default_factory=dict)
 
     model_config = ConfigDict(
         extra="forbid",
@@ -140,14 +167,14 @@ class RunCreate(WireModel):
 class RunUpdate(WireModel):
     """Facts a run learns while it goes (``run.set``). Absent fields are left as they are."""
 
-    model_params: int | None = Field(default=None, ge=0)
-    flops: NonNegativeFloat | None = None
-    dataset_size: int | None = Field(default=None, ge=0)
-    samples_processed: int | None = Field(default=None, ge=0)
-    total_steps: int | None = Field(default=None, ge=0)
+    model_params: Count | None = None
+    flops: Annotated[float, Field(ge=0, le=1e40, allow_inf_nan=False)] | None = None
+    dataset_size: Count | None = None
+    samples_processed: Count | None = None
+    total_steps: Count | None = None
     dataset: Name | None = None
     dataset_version: Name | None = None
-    meta: dict[str, Any] | None = None
+    meta: Meta | None = None
 
 
 class RunFinish(WireModel):
@@ -155,7 +182,7 @@ class RunFinish(WireModel):
 
     status: RunStatus = RunStatus.finished
     ended_at: UtcDatetime
-    duration_s: NonNegativeFloat
+    duration_s: Annotated[float, Field(ge=0, le=1e10, allow_inf_nan=False)]
     error: str | None = Field(default=None, max_length=4000, pattern=NO_NUL)
 
     @model_validator(mode="after")
@@ -171,21 +198,21 @@ class EnergySampleIn(WireModel):
     A component that was not measured has ``None`` energy, power and method.
     """
 
-    rank: int = Field(default=0, ge=0)
-    seq: int = Field(ge=0)
+    rank: SmallCount = 0
+    seq: Count
     t_start: UtcDatetime
     t_end: UtcDatetime
-    cpu_kwh: NonNegativeFloat | None = None
-    gpu_kwh: NonNegativeFloat | None = None
-    ram_kwh: NonNegativeFloat | None = None
-    cpu_w: NonNegativeFloat | None = None
-    gpu_w: NonNegativeFloat | None = None
-    ram_w: NonNegativeFloat | None = None
+    cpu_kwh: Energy | None = None
+    gpu_kwh: Energy | None = None
+    ram_kwh: Energy | None = None
+    cpu_w: Power | None = None
+    gpu_w: Power | None = None
+    ram_w: Power | None = None
     cpu_method: MeasurementMethod | None = None
     gpu_method: MeasurementMethod | None = None
     ram_method: MeasurementMethod | None = None
-    gpu_count: int = Field(default=0, ge=0)
-    step: int | None = Field(default=None, ge=0)
+    gpu_count: SmallCount = 0
+    step: Count | None = None
 
     model_config = ConfigDict(
         extra="forbid",
@@ -235,8 +262,8 @@ class MetricPointIn(WireModel):
     """One value of one metric at one step. Unique on (run, name, step)."""
 
     name: Name
-    step: int = Field(ge=0)
-    epoch: int | None = Field(default=None, ge=0)
+    step: Count
+    epoch: Count | None = None
     value: FiniteFloat
     time: UtcDatetime
 
@@ -271,11 +298,11 @@ class DatasetProfileIn(WireModel):
 
     name: Name
     version: Name = "default"
-    class_counts: list[Annotated[int, Field(ge=0)]] | None = Field(
+    class_counts: list[Annotated[int, Field(ge=0, le=2**53)]] | None = Field(
         default=None, min_length=1, max_length=100_000
     )
     num_classes: int | None = Field(default=None, ge=1, le=10_000_000)
-    sample_count: int | None = Field(default=None, ge=0)
+    sample_count: Count | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> DatasetProfileIn:

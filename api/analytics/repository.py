@@ -111,14 +111,21 @@ def _point_columns() -> tuple[Any, ...]:
 
 
 def first_point_past(
-    run_id: uuid.UUID, metric: str, threshold: float, higher_is_better: bool
+    run_id: uuid.UUID,
+    metric: str,
+    threshold: float,
+    higher_is_better: bool,
+    inclusive: bool = False,
 ) -> Select[Any]:
     """The first point, by step, whose value is beyond ``threshold``.
 
     That is where the running best first gets beyond it: a running maximum first exceeds a
     level at a point that does.
     """
-    beyond = MetricPoint.value > threshold if higher_is_better else MetricPoint.value < threshold
+    if higher_is_better:
+        beyond = MetricPoint.value >= threshold if inclusive else MetricPoint.value > threshold
+    else:
+        beyond = MetricPoint.value <= threshold if inclusive else MetricPoint.value < threshold
     return (
         select(*_point_columns())
         .where(MetricPoint.run_id == run_id, MetricPoint.name == metric, beyond)

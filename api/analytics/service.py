@@ -380,13 +380,23 @@ def run_returns(
     lowest, highest = stats.min_value, stats.max_value
     first_step, last_step = stats.first_step, stats.last_step
     threshold, epsilon = returns.plateau_threshold(lowest, highest, higher, epsilon_fraction)
-    stride = max(1, math.ceil((last_step - first_step + 1) / max_points))
+    # Stride in steps, a multiple of the typical gap between logged steps, so that logging
+    # every 50 steps is sampled at multiples of 50 rather than missed.
+    gap = max(1, round((last_step - first_step) / max(stats.points - 1, 1)))
+    stride = gap * max(1, math.ceil(stats.points / max_points))
     sampled = session.execute(repository.sampled_points(run.id, name, first_step, stride)).all()
     plateau_row = (
-        sampled[0]
+        None
         if epsilon == 0
-        else session.execute(repository.first_point_past(run.id, name, threshold, higher)).one()
+        else session.execute(repository.first_point_past(run.id, name, threshold, higher)).first()
     )
+    if plateau_row is None:
+        # A constant metric, or an ε below float resolution: the plateau is where the best
+        # value is first reached.
+        best = highest if higher else lowest
+        plateau_row = session.execute(
+            repository.first_point_past(run.id, name, best, higher, inclusive=True)
+        ).one()
     last_row = session.execute(repository.last_point(run.id, name)).one()
     points = {row.step: row for row in (*sampled, plateau_row, last_row)}
     steps, times, values = _columns([points[s] for s in sorted(points)], 3)

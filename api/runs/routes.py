@@ -30,7 +30,7 @@ Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"page size, at most
 SeriesLimit = Annotated[
     int, Query(ge=1, le=MAX_SERIES_PAGE, description=f"page size, at most {MAX_SERIES_PAGE}")
 ]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=10**12)]
 
 
 @router.post("", status_code=201, response_model=RunOut)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from greenaudit.schemas import MeasurementMethod, Name, RunKind, RunStatus
+from greenaudit.schemas import MeasurementMethod, Name, RunKind, RunStatus, UtcDatetime
 
 
 class RunTotals(BaseModel):
@@ -88,8 +88,12 @@ class RunFilters(BaseModel):
     status: RunStatus | None = None
     group: Name | None = None
     kind: RunKind | None = None
-    started_after: datetime | None = Field(default=None, description="inclusive, ISO 8601")
-    started_before: datetime | None = Field(default=None, description="exclusive, ISO 8601")
+    started_after: UtcDatetime | None = Field(
+        default=None, description="inclusive, ISO 8601 with a timezone"
+    )
+    started_before: UtcDatetime | None = Field(
+        default=None, description="exclusive, ISO 8601 with a timezone"
+    )
 
 
 class EnergySampleOut(BaseModel):

@@ -37,6 +37,7 @@ from .schemas import (
 )
 
 G_PER_KG = 1000.0
+RACE_RETRIES = 3
 J_PER_KWH = 3.6e6
 # Fields that say which run this is: a re-sent create must agree on them.
 IDENTITY_FIELDS = ("name", "kind", "model", "dataset", "task", "parent_run_id", "group")
@@ -306,15 +307,17 @@ def ingest_metrics(
 def _retry_once_on_race(session: Session, attempt: Any) -> BatchResult:
     """Run ``attempt``; if a concurrent request stored one of its keys first, look again.
 
-    The savepoint inside ``attempt`` has already undone the partial insert, so the second
-    look sees the other request's rows and treats them as duplicates (or conflicts).
+    The savepoint inside ``attempt`` has already undone the partial insert, so the next look
+    sees the other request's rows and treats them as duplicates (or conflicts). A few tries
+    cover several writers racing on the same keys.
     """
-    try:
-        result: BatchResult = attempt()
-    except IntegrityError:
-        session.expire_all()
-        result = attempt()
-    return result
+    for _ in range(RACE_RETRIES):
+        try:
+            result: BatchResult = attempt()
+            return result
+        except IntegrityError:
+            session.expire_all()
+    return attempt()  # type: ignore[no-any-return]
 
 
 def list_runs(

@@ -95,7 +95,11 @@ class Fit:
         if self.model != THOMPSON:
             return None
         slope = self.param("b")
-        return float(2 ** (-1 / slope)) if slope < 0 else None
+        if slope >= 0:
+            return None
+        with np.errstate(over="ignore"):
+            multiplier = float(np.power(2.0, -1 / slope))
+        return multiplier if math.isfinite(multiplier) else None
 
 
 @dataclass(frozen=True)
@@ -216,6 +220,20 @@ def evaluate(
 
 
 def _inverse(
+    model: str,
+    theta: Sequence[float] | NDArray[np.float64],
+    score: float,
+    x_ref: float,
+    higher: bool,
+) -> float | None:
+    try:
+        value = _inverse_value(model, theta, score, x_ref, higher)
+    except (OverflowError, ZeroDivisionError, ValueError):
+        return None  # beyond what a float can say: the curve does not get there
+    return value
+
+
+def _inverse_value(
     model: str,
     theta: Sequence[float] | NDArray[np.float64],
     score: float,

@@ -139,6 +139,9 @@ def find_plateau(
     if epsilon == 0:
         return 0, 0.0  # a constant metric never gains: it plateaus at once
     beyond = ys > threshold if higher_is_better else ys < threshold
+    if not beyond.any():
+        # ε is below float resolution at this magnitude: take where the best is first reached.
+        beyond = ys >= ys.max() if higher_is_better else ys <= ys.min()
     return int(np.argmax(beyond)), epsilon
 
 

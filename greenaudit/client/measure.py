@@ -142,18 +142,24 @@ class EnergyMeter:
         settings: Settings,
         *,
         rank: int,
+        local_rank: int = 0,
+        world_size: int = 1,
         on_sample: Callable[[dict[str, Any]], None],
         current_step: Callable[[], int | None],
     ) -> None:
         self._settings = settings
         self._rank = rank
+        # In a distributed job every rank of a node sees the same host: only local rank 0
+        # reports CPU and RAM, and each rank reports its own GPU, so nothing is counted twice.
+        self._measures_host = local_rank == 0
+        own_device = local_rank if world_size > 1 else None
         self._on_sample = on_sample
         self._current_step = current_step
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="greenaudit-meter", daemon=True)
         self._tracker: Any = None
         self._cpu_method = MeasurementMethod.codecarbon
-        self._gpu = NvmlGpuMeter()
+        self._gpu = NvmlGpuMeter(own_device=own_device)
         self._last_cc: Any = None
         self._seq = 0
         self._t_last = _utcnow()
@@ -187,6 +193,13 @@ class EnergyMeter:
             self._gpu.close()
 
     def _start_sources(self) -> None:
+        if self._measures_host:
+            self._start_codecarbon()
+        if self._gpu.start():
+            self.gpu_model, self.gpu_count = self._gpu.model, self._gpu.device_count
+        self._t_last = _utcnow()
+
+    def _start_codecarbon(self) -> None:
         try:
             from codecarbon.output_methods.base_output import BaseOutput
 
@@ -205,9 +218,6 @@ class EnergyMeter:
                 "greenaudit: CodeCarbon could not start (%s); CPU and RAM energy are not measured",
                 error,
             )
-        if self._gpu.start():
-            self.gpu_model, self.gpu_count = self._gpu.model, self._gpu.device_count
-        self._t_last = _utcnow()
 
     def _sample(self, *, final: bool) -> None:
         self._last_cc = None

@@ -59,8 +59,16 @@ def visible_device_selectors(environ: Mapping[str, str] | None = None) -> list[s
 class NvmlGpuMeter:
     """Reads the energy of the visible NVIDIA GPUs between calls to :meth:`read`."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, own_device: int | None = None
+    ) -> None:
+        """Measure the visible GPUs, or only ``own_device`` in a distributed job.
+
+        ``own_device`` is the rank's local rank: the device it uses, so that the ranks of a
+        node do not each measure every GPU.
+        """
         self._clock = clock
+        self._own_device = own_device
         self._nvml: Any = None
         self._devices: list[_Device] = []
         self._last_read = 0.0
@@ -99,8 +107,13 @@ class NvmlGpuMeter:
     def _handles(self) -> list[Any]:
         nvml = self._nvml
         selectors = visible_device_selectors()
+        if selectors is None and self._own_device is not None:
+            selectors = [str(self._own_device)]
         if selectors is None:
             return [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
+        if self._own_device is not None and len(selectors) > 1:
+            # The launcher showed this rank several devices; it uses the one at its local rank.
+            selectors = selectors[self._own_device : self._own_device + 1]
         handles = []
         for selector in selectors:
             try:

@@ -7,6 +7,8 @@ import contextvars
 import functools
 import inspect
 import logging
+import math
+import operator
 import os
 import threading
 import time
@@ -48,10 +50,46 @@ SETTABLE = frozenset(
         "dataset_version",
     }
 )
+TEXT_FACTS = frozenset({"dataset", "dataset_version"})
+MAX_COUNTER = 2**63 - 1
 _current: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
     "greenaudit_run", default=None
 )
 _warned: set[str] = set()
+
+
+def _counter(value: Any, name: str) -> int | None:
+    """A step, epoch or count as a plain int in [0, 2^63), or a clear error."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a whole number, not {value!r}")
+    try:
+        number = operator.index(value)  # ints and numpy integers; never silently rounds
+    except TypeError:
+        raise TypeError(f"{name} must be a whole number, not {value!r}") from None
+    if not 0 <= number <= MAX_COUNTER:
+        raise ValueError(f"{name} must be between 0 and 2^63 - 1, not {number}")
+    return int(number)
+
+
+def _json_safe(value: Any) -> Any:
+    """Metadata the service can store: JSON types only, NaN and infinities as text."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    try:
+        number = float(value)
+        return number if math.isfinite(number) else str(number)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def _warn_once(key: str, message: str, *args: Any) -> None:
@@ -140,7 +178,7 @@ class Run:
             "primary_metric": primary_metric,
             "dataset_version": dataset_version,
         }
-        self._meta = meta
+        self._meta = _json_safe(meta)
         self._settings = settings
         self._lock = threading.Lock()
         self._totals = {
@@ -182,6 +220,8 @@ class Run:
         self._meter = EnergyMeter(
             settings,
             rank=self._placement.rank,
+            local_rank=self._placement.local_rank,
+            world_size=self._placement.world_size,
             on_sample=self._on_sample,
             current_step=lambda: self._last_step,
         )
@@ -221,8 +261,10 @@ class Run:
         settings = cast(Settings, self._settings)
         duration_s = time.monotonic() - self._t0
         ended_at = datetime.now(timezone.utc)
+        # One deadline for all of it, so ending a run never blocks much past flush_timeout_s.
+        deadline = time.monotonic() + settings.flush_timeout_s
         self._ready.wait(settings.flush_timeout_s)
-        self._meter.stop(settings.flush_timeout_s)
+        self._meter.stop(max(0.0, deadline - time.monotonic()))
         status = "failed" if error is not None else "finished"
         self._sender.submit(
             "finish_run",
@@ -233,7 +275,7 @@ class Run:
                 "error": f"{type(error).__name__}: {error}"[:4000] if error is not None else None,
             },
         )
-        delivered = self._sender.close(settings.flush_timeout_s)
+        delivered = self._sender.close(max(0.0, deadline - time.monotonic()))
         self.result = self._make_result(status, duration_s, delivered)
         if not delivered:
             self._explain_spool()
@@ -313,12 +355,32 @@ class Run:
         """
         if not self._active or self._finished:
             return
+        try:
+            epoch = _counter(epoch, "epoch")
+            step = _counter(step, "step") if step is not None else epoch
+        except (TypeError, ValueError, OverflowError) as error:
+            _warn_once(f"log:{error}", "greenaudit: run.log ignored: %s", error)
+            return
+        # Plain floats now: numpy scalars and tensors would not serialise, and a tensor changed
+        # in place after this call must not change what was logged.
+        values = {}
+        for name, value in metrics.items():
+            try:
+                values[name] = float(value)
+            except (TypeError, ValueError):
+                _warn_once(
+                    f"type:{name}",
+                    "greenaudit: metric %r has a value that is not a "
+                    "number (%r); such values are not recorded",
+                    name,
+                    value,
+                )
         if step is None:
-            step = epoch if epoch is not None else self._log_calls
+            step = self._log_calls
         self._log_calls += 1
         self._last_step = step
         # One queue item per call, whatever the number of metrics; the sender unpacks it.
-        self._sender.submit("log", (step, epoch, time.time(), metrics))
+        self._sender.submit("log", (step, epoch, time.time(), values))
 
     def set(self, **facts: Any) -> None:
         """Record facts about the run, for cost per sample and scaling curves.
@@ -337,7 +399,21 @@ class Run:
                 sorted(unknown),
                 sorted(SETTABLE),
             )
-        known = {k: v for k, v in facts.items() if k in SETTABLE and v is not None}
+        try:
+            known = {
+                name: (
+                    float(value)
+                    if name == "flops"
+                    else str(value)
+                    if name in TEXT_FACTS
+                    else _counter(value, name)
+                )
+                for name, value in facts.items()
+                if name in SETTABLE and value is not None
+            }
+        except (TypeError, ValueError, OverflowError) as error:
+            _warn_once(f"set:{error}", "greenaudit: run.set ignored: %s", error)
+            return
         if known:
             self._sender.submit("update_run", known)
 

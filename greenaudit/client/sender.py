@@ -13,7 +13,7 @@ from typing import Any
 
 from greenaudit.settings import Settings
 
-from .spool import RunSpool, SpooledOp
+from .spool import MemorySpool, RunSpool, SpooledOp
 from .transport import ServiceClient, TransientError, backoff_s, deliver
 
 logger = logging.getLogger("greenaudit")
@@ -53,6 +53,7 @@ class RunSender:
         # Made on the sender thread: an HTTP client loads TLS certificates (about 10 ms).
         self._client: ServiceClient | None = None
         self._warned: set[str] = set()
+        self._last_point: dict[str, tuple[int, float]] = {}
         self.delivered = False
         self._rejected = 0
         self.last_error: str | None = None
@@ -71,7 +72,7 @@ class RunSender:
         self._deadline = time.monotonic() + timeout_s
         self._queue.put(_CLOSE)
         self._wake.set()
-        self._thread.join(timeout_s + READY_WAIT_S)
+        self._thread.join(timeout_s + 1.0)
         return self.delivered
 
     def _warn_once(self, key: str, message: str, *args: Any) -> None:
@@ -81,10 +82,23 @@ class RunSender:
 
     def _run(self) -> None:
         try:
-            if self._settings.url and self._settings.api_key:
-                self._client = ServiceClient(self._settings.url, self._settings.api_key)
             self._ready.wait(READY_WAIT_S)
-            self._spool.append([SpooledOp("create_run", self._make_create_body())])
+            self._write([SpooledOp("create_run", self._make_create_body())])
+            if self._settings.url and self._settings.api_key:
+                try:
+                    self._client = ServiceClient(
+                        self._settings.url,
+                        self._settings.api_key,
+                        timeout_s=min(10.0, max(1.0, self._settings.flush_timeout_s)),
+                    )
+                except Exception as error:  # a malformed GREENAUDIT_URL
+                    self.last_error = f"GREENAUDIT_URL is not usable: {error}"
+                    self._warn_once(
+                        "url",
+                        "greenaudit: %s; data is kept in %s",
+                        self.last_error,
+                        self._spool.path,
+                    )
             self._loop()
         except Exception:
             logger.exception(
@@ -111,7 +125,7 @@ class RunSender:
                 time.sleep(max(0.0, min(next_send, self._deadline) - now))
             ops, close_now = self._drain()
             if ops:
-                self._spool.append(ops)
+                self._write(ops)
                 unsent = True
             if close_now and not closing:
                 closing = True
@@ -148,6 +162,28 @@ class RunSender:
             if closing and time.monotonic() >= self._deadline:
                 return
 
+    def _write(self, ops: list[SpooledOp]) -> None:
+        """Spool ``ops``; on a disk that cannot be written, keep them in memory instead."""
+        try:
+            skipped = self._spool.append(ops)
+        except OSError as error:
+            self._warn_once(
+                "spool",
+                "greenaudit: cannot write the spool at %s (%s); this run is sent from "
+                "memory and lost if the process dies",
+                self._spool.path,
+                error,
+            )
+            previous = self._spool.read() if self._spool.path.exists() else []
+            self._spool = MemorySpool(self._spool.folder, self._spool.run_id, previous + ops)
+            return
+        if skipped:
+            self._warn_once(
+                "json",
+                "greenaudit: %d item(s) could not be written as JSON and were skipped",
+                skipped,
+            )
+
     def _drain(self) -> tuple[list[SpooledOp], bool]:
         """Everything queued so far, and whether a close was asked for."""
         ops: list[SpooledOp] = []
@@ -167,22 +203,11 @@ class RunSender:
     def _to_wire(self, op: str, body: Any) -> list[SpooledOp]:
         if op != "log":
             return [SpooledOp(op, body)]
-        # run.log calls arrive raw; they are checked and expanded here, off the training thread.
+        # run.log calls arrive as plain numbers; they are checked here, off the training thread.
         step, epoch, logged_at, metrics = body
         time_iso = datetime.fromtimestamp(logged_at, timezone.utc).isoformat()
         points = []
-        for name, raw in metrics.items():
-            try:
-                value = float(raw)
-            except (TypeError, ValueError):
-                self._warn_once(
-                    f"type:{name}",
-                    "greenaudit: metric %r has a value that is not a number (%r); such values "
-                    "are not recorded",
-                    name,
-                    raw,
-                )
-                continue
+        for name, value in metrics.items():
             if not math.isfinite(value):
                 self._warn_once(
                     f"nan:{name}",
@@ -192,6 +217,20 @@ class RunSender:
                     step,
                 )
                 continue
+            last = self._last_point.get(name)
+            if last is not None and last[0] == step:
+                if last[1] != value:
+                    # The service keeps one value per (metric, step); a second, different one
+                    # would be refused with everything sent beside it.
+                    self._warn_once(
+                        f"again:{name}",
+                        "greenaudit: metric %r was logged twice "
+                        "at step %s with different values; the first is kept",
+                        name,
+                        step,
+                    )
+                continue
+            self._last_point[name] = (step, value)
             points.append(
                 SpooledOp(
                     "metric",

@@ -117,6 +117,12 @@ class ServiceClient:
             return
         if response.status_code >= 500 or response.status_code in RETRYABLE_STATUS:
             raise TransientError(f"{method} {path}: HTTP {response.status_code}")
+        if response.status_code in (401, 403):
+            # A wrong or read-only key: nothing is wrong with the data, so keep it for a retry
+            # with the right key rather than setting it aside.
+            raise TransientError(
+                f"the service refused the key (HTTP {response.status_code}): {response.text[:300]}"
+            )
         raise RejectedError(f"{method} {path}: HTTP {response.status_code} {response.text[:500]}")
 
 
@@ -125,14 +131,14 @@ def deliver(spool: RunSpool, client: ServiceClient) -> tuple[bool, int]:
 
     Returns whether the run is complete (its finish was sent) and how many requests the
     service rejected. Rejected requests are copied, with the reason, to
-    ``<run_id>.rejected.jsonl`` and not sent again. Raises :class:`TransientError` when the
+    ``<run_id>.rejected`` and not sent again. Raises :class:`TransientError` when the
     service is unreachable.
     """
     ops = spool.read()
     pending = ops[spool.acked() :]
     rejected = client.send(spool.run_id, pending) if pending else []
     if rejected:
-        path = spool.folder / f"{spool.run_id}.rejected.jsonl"
+        path = spool.rejected_path
         with open(path, "a", encoding="utf-8") as handle:
             for reason, body in rejected:
                 handle.write(json.dumps({"reason": reason, "body": body}) + "\n")

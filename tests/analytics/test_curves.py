@@ -35,14 +35,17 @@ def test_thompson_recovers_exact_parameters():
 
 def test_thompson_interval_covers_the_true_slope_95_percent_of_the_time():
     rng = np.random.default_rng(20201001)
-    a, b, trials, covered = -0.2, -0.15, 1000, 0
+    a, b, trials, covered, covered_a = -0.2, -0.15, 1000, 0, 0
     for _ in range(trials):
         x = 10 ** rng.uniform(2, 8, 12)
         log_error = a + b * np.log10(x) + rng.normal(0, 0.05, x.size)
         fit = fit_thompson(x, 1 - 10**log_error)
         slope = next(p for p in fit.parameters if p.name == "b")
+        intercept = next(p for p in fit.parameters if p.name == "a")
         covered += slope.ci_low <= b <= slope.ci_high
+        covered_a += intercept.ci_low <= a <= intercept.ci_high
     assert 0.93 <= covered / trials <= 0.97
+    assert 0.93 <= covered_a / trials <= 0.97
 
 
 def test_log_linear_fit_and_projection():

@@ -304,3 +304,67 @@ def test_non_positive_costs_on_a_log_axis_are_explained(client: TestClient, proj
     ).json()
     assert answer["excluded"] == {"no_x": 0, "non_positive_x": 3}
     assert answer["status"] == "insufficient_data" and "at least 3 runs" in answer["reason"]
+
+
+def test_nearly_flat_curves_never_overflow_into_a_500(client: TestClient, project: ProjectKeys):
+    for n, accuracy in enumerate([0.9, 0.90001, 0.90002, 0.90001, 0.90003, 0.90002], start=1):
+        add_run(client, project, accuracy, samples=n)
+    answer = client.get(
+        "/api/v1/analytics/diminishing-returns",
+        params={"x": "energy_kwh", "target": 0.99},
+        headers=project.read,
+    )
+    assert answer.status_code == 200
+    for projection in answer.json()["projections"]:
+        assert projection["x"] is None or projection["x"] > 0
+
+
+def test_plateau_when_epsilon_is_below_float_resolution(client: TestClient, project: ProjectKeys):
+    run = client.post("/api/v1/runs", json=run_body(), headers=project.write).json()
+    client.post(
+        f"/api/v1/runs/{run['id']}/energy",
+        json={"samples": [sample(0), sample(1)]},
+        headers=project.write,
+    )
+    points = [
+        {
+            "name": "accuracy",
+            "step": step,
+            "value": value,
+            "time": (T0 + timedelta(seconds=30 + 60 * step)).isoformat(),
+        }
+        for step, value in ((0, 1.0), (1, 1.0000000000000002))
+    ]
+    client.post(f"/api/v1/runs/{run['id']}/metrics", json={"points": points}, headers=project.write)
+    answer = client.get(f"/api/v1/runs/{run['id']}/returns", headers=project.read)
+    assert answer.status_code == 200
+    assert answer.json()["plateau"]["step"] == 1  # where the best is first reached
+
+
+def test_sampling_follows_the_logging_interval(client: TestClient, project: ProjectKeys):
+    run = client.post("/api/v1/runs", json=run_body(), headers=project.write).json()
+    client.post(
+        f"/api/v1/runs/{run['id']}/energy", json={"samples": [sample(0)]}, headers=project.write
+    )
+    points = [
+        {
+            "name": "accuracy",
+            "step": 50 * i,
+            "value": 0.5 + i / 10_000,
+            "time": (T0 + timedelta(seconds=i / 100)).isoformat(),
+        }
+        for i in range(2469)
+    ]
+    for start in range(0, len(points), 1000):
+        client.post(
+            f"/api/v1/runs/{run['id']}/metrics",
+            json={"points": points[start : start + 1000]},
+            headers=project.write,
+        )
+    answer = client.get(
+        f"/api/v1/runs/{run['id']}/returns", params={"max_points": 100}, headers=project.read
+    ).json()
+    # 2469 points logged every 50 steps: every 25th point (stride 1250 steps), 99 of them,
+    # plus the plateau and the last point.
+    assert answer["points_total"] == 2469
+    assert 95 <= len(answer["curve"]) <= 102

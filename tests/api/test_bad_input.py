@@ -306,3 +306,41 @@ def test_nul_characters_are_refused_not_crashed_on(
         "name",
     )
     assert stored(engine) == before
+
+
+def test_out_of_range_numbers_and_dates_are_refused(
+    client: TestClient, project: ProjectKeys, run_id: str, engine: Engine
+):
+    before = stored(engine)
+    cases = [
+        ("/api/v1/runs/" + run_id + "/energy", {"samples": [sample(2**63)]}, "seq"),
+        ("/api/v1/runs/" + run_id + "/energy", {"samples": [sample(0, rank=2**31)]}, "rank"),
+        ("/api/v1/runs/" + run_id + "/energy", {"samples": [sample(0, cpu_kwh=1e308)]}, "cpu_kwh"),
+        (
+            "/api/v1/runs/" + run_id + "/metrics",
+            {"points": [{**point(1, 0.5), "step": 2**63}]},
+            "step",
+        ),
+        ("/api/v1/runs", run_body(started_at="0001-01-01T00:00:00+01:00"), "started_at"),
+        ("/api/v1/runs", run_body(hardware={"world_size": 2**31}), "world_size"),
+    ]
+    for path, body, field in cases:
+        assert_error(client.post(path, json=body, headers=project.write), 422, field)
+    assert_error(
+        client.get("/api/v1/runs", params={"offset": 2**63}, headers=project.read), 422, "offset"
+    )
+    assert_error(
+        client.get(
+            "/api/v1/runs", params={"started_after": "2026-01-01T00:00:00"}, headers=project.read
+        ),
+        422,
+        "started_after",
+        "timezone",
+    )
+    nan_meta = json.dumps(run_body()).replace('"hardware"', '"meta": {"x": NaN}, "hardware"')
+    assert_error(post_raw(client, "/api/v1/runs", nan_meta, project.write), 422, "meta", "NaN")
+    huge_meta = run_body(meta={"blob": "x" * 70_000})
+    assert_error(
+        client.post("/api/v1/runs", json=huge_meta, headers=project.write), 422, "meta", "limit"
+    )
+    assert stored(engine) == before

@@ -260,3 +260,92 @@ def test_dataset_profiles_from_labels_counts_pixels_and_class_numbers(tmp_path: 
         {"name": "voc", "version": "counts", "class_counts": [3, 4]},
         {"name": "voc", "version": "uniform", "num_classes": 21},
     ]
+
+
+def test_numpy_values_fractional_steps_and_repeats_are_handled_on_the_way_in(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    import numpy as np
+
+    settings = offline_settings(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="greenaudit"):
+        with greenaudit.run(settings=settings, lr=np.float32(0.1), bad=float("nan")) as run:
+            value = np.array(0.5)
+            run.log(step=np.int64(1), accuracy=value)
+            value[...] = 7.0  # changed in place after logging: the logged 0.5 must stand
+            run.log(step=1.5, accuracy=0.6)  # not a whole step: refused, nothing else harmed
+            run.log(step=2, loss=1.0)
+            run.log(step=2, loss=2.0)  # a second, different value at the same step
+            run.set(samples_processed=np.int64(1000))
+    ops = spooled_ops(run.result.spool_path)
+    points = [
+        (o["body"]["name"], o["body"]["step"], o["body"]["value"])
+        for o in ops
+        if o["op"] == "metric"
+    ]
+    assert points == [("accuracy", 1, 0.5), ("loss", 2, 1.0)]
+    assert ops[0]["body"]["meta"] == {"lr": pytest.approx(0.1), "bad": "nan"}
+    assert {"op": "update_run", "body": {"samples_processed": 1000}} in ops
+    assert ops[-1]["op"] == "finish_run"
+    assert "whole number" in caplog.text and "logged twice" in caplog.text
+
+
+def test_a_spool_that_cannot_be_written_does_not_stop_the_run(
+    tmp_path: Path, live_server: LiveServer, caplog: pytest.LogCaptureFixture
+):
+    # A spool folder under a regular file cannot be created, even by root.
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    settings = offline_settings(
+        tmp_path, url=live_server.url, api_key=live_server.write_key, spool_dir=blocker / "spool"
+    )
+    with caplog.at_level(logging.WARNING, logger="greenaudit"):
+        with greenaudit.run(settings=settings) as run:
+            run.log(step=1, accuracy=0.5)
+    assert run.result is not None and run.result.delivered
+    assert "cannot write the spool" in caplog.text
+    stored = httpx.get(
+        f"{live_server.url}/api/v1/runs/{run.id}/metrics", headers=live_server.keys.read
+    ).json()
+    assert [(p["step"], p["value"]) for p in stored["items"]] == [(1, 0.5)]
+
+
+def test_a_refused_key_keeps_the_spool_for_a_later_flush(tmp_path: Path, live_server: LiveServer):
+    read_key = live_server.keys.read["Authorization"].split()[1]
+    settings = offline_settings(
+        tmp_path, url=live_server.url, api_key=read_key, flush_timeout_s=1.0
+    )
+    with greenaudit.run(settings=settings) as run:
+        run.log(step=1, accuracy=0.5)
+    assert run.result is not None and not run.result.delivered
+    assert Path(run.result.spool_path).exists()
+    # Something refused earlier, kept beside the spool, must not trip up flush.
+    (settings.spool_path / "0000.rejected").write_text('{"reason": "x", "body": {}}\n')
+    write = settings.model_copy(update={"api_key": live_server.write_key})
+    assert flush_spool(settings.spool_path, write) == (1, 0)
+    stored = httpx.get(f"{live_server.url}/api/v1/runs/{run.id}", headers=live_server.keys.read)
+    assert stored.json()["status"] == "finished"
+
+
+def test_ranks_of_a_distributed_job_measure_only_their_own_share(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import sys
+
+    from .fake_pynvml import FakeDevice, make_module
+
+    gpus = [FakeDevice(f"GPU-{i}", mj_per_read=3_600_000) for i in range(8)]
+    monkeypatch.setitem(sys.modules, "pynvml", make_module(gpus))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    with greenaudit.run(settings=offline_settings(tmp_path)) as run:
+        busy(0.3)
+    ops = spooled_ops(run.result.spool_path)
+    energy = [o["body"] for o in ops if o["op"] == "energy"]
+    # Its own GPU only (0.001 kWh per read), and no host CPU or RAM: local rank 0 reports those.
+    assert {e["gpu_count"] for e in energy} == {1} and {e["rank"] for e in energy} == {3}
+    assert all(e.get("cpu_kwh") is None and e.get("ram_kwh") is None for e in energy)
+    assert [e["gpu_kwh"] for e in energy] == pytest.approx([0.001] * len(energy))
+    assert [g.energy_mj > 0 for g in gpus] == [i == 3 for i in range(8)]
