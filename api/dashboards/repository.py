@@ -119,7 +119,10 @@ def power_buckets(run_id: uuid.UUID, start_s: float, width_s: float) -> Select[A
     Each bucket keeps the peak mean power of each component and the energy in it, so peaks
     survive the reduction and the energy adds up exactly.
     """
-    bucket = bucket_of(epoch_seconds(EnergySample.t_start) - start_s, width_s)
+    # By each sample's midpoint: it falls in the bucket where most of it lies, and never on a
+    # boundary that the rounding of SQLite's julianday() could tip either way.
+    middle = (epoch_seconds(EnergySample.t_start) + epoch_seconds(EnergySample.t_end)) / 2
+    bucket = bucket_of(middle - start_s, width_s)
     return (
         select(
             bucket.label("bucket"),

@@ -307,3 +307,27 @@ def test_pages_need_a_key_and_show_only_its_project(browser: Any, site: dict[str
     response = anonymous.goto(f"{site['url']}/dashboards/runs/{site['runs']['vit']}")
     assert response.status == 404
     context.close()
+
+
+def test_runs_table_is_paginated_on_the_server(page: Any, site: dict[str, Any], client: TestClient):
+    for i in range(25):
+        client.post(
+            "/api/v1/runs",
+            json=run_body(model=f"tiny-{i:02d}", dataset="cifar10"),
+            headers=site["keys"].write,
+        )
+    visit(page, site["url"] + "/dashboards/runs?sort=model&order=asc")
+    assert page.locator("#runs-table tbody tr").count() == 25
+    assert "28 runs · page 1 of 2" in page.inner_text("#run-count")
+    with page.expect_navigation():
+        page.click("#next-page")
+    page.wait_for_load_state("networkidle")
+    rows = page.locator("#runs-table tbody tr")
+    # Sorted by model: resnet18, resnet50, tiny-00 ... tiny-24, vit-b16; page 2 holds the last 3.
+    assert rows.count() == 3
+    assert [rows.nth(i).inner_text().split("\t")[1] for i in range(3)] == [
+        "tiny-23",
+        "tiny-24",
+        "vit-b16",
+    ]
+    assert "page 2 of 2" in page.inner_text("#run-count")
