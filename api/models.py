@@ -245,3 +245,15 @@ class RunMetricStats(Base):
     points: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = (Index("ix_run_metric_stats_name", "name"),)
+
+
+class RunMethod(Base):
+    """Each measurement method a run's samples used, per component (kept by ingestion)."""
+
+    __tablename__ = "run_method"
+
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("run.id", ondelete="CASCADE"), primary_key=True
+    )
+    component: Mapped[str] = mapped_column(String(8), primary_key=True)
+    method: Mapped[str] = mapped_column(String(16), primary_key=True)

@@ -219,7 +219,7 @@ def explain(url: str, project_id_key: str, big: str) -> list[str]:
             "returns: an even sample of 2000 steps": repository.sampled_points(
                 big_id, "accuracy", 0, 500
             ),
-            "returns: energy intervals": repository.energy_intervals(big_id),
+            "returns: energy intervals": repository.sample_buckets(big_id, 1),
         }
         for label, query in queries.items():
             sql = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))

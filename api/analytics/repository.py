@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -153,16 +154,38 @@ def last_point(run_id: uuid.UUID, metric: str) -> Select[Any]:
     )
 
 
-def energy_intervals(run_id: uuid.UUID) -> Select[Any]:
+def sample_buckets(run_id: uuid.UUID, per_bucket: int) -> Select[Any]:
+    """A run's energy samples, ``per_bucket`` consecutive ones of each rank at a time.
+
+    Each bucket is the interval from its first start to its last end, with the energy and CO2
+    of its samples (so totals add up exactly) and the peak mean power of each component (so
+    spikes survive). Buckets follow each rank's sequence numbers, so grouping is integer
+    arithmetic on an index; with ``per_bucket`` 1 every sample is its own bucket.
+    """
+    bucket = EnergySample.seq // per_bucket if per_bucket > 1 else EnergySample.seq
     energy: ColumnElement[float] = (
         func.coalesce(EnergySample.cpu_kwh, 0.0)
         + func.coalesce(EnergySample.gpu_kwh, 0.0)
         + func.coalesce(EnergySample.ram_kwh, 0.0)
     )
-    return select(
-        epoch_seconds(EnergySample.t_start).label("t_start"),
-        epoch_seconds(EnergySample.t_end).label("t_end"),
-        energy.label("kwh"),
-        EnergySample.co2_kg,
-        EnergySample.rank,
-    ).where(EnergySample.run_id == run_id)
+    return (
+        select(
+            epoch_seconds(func.min(EnergySample.t_start)).label("t_start"),
+            epoch_seconds(func.max(EnergySample.t_end)).label("t_end"),
+            func.sum(energy).label("kwh"),
+            func.sum(EnergySample.co2_kg).label("co2_kg"),
+            EnergySample.rank,
+            func.max(EnergySample.cpu_w).label("cpu_w"),
+            func.max(EnergySample.gpu_w).label("gpu_w"),
+            func.max(EnergySample.ram_w).label("ram_w"),
+        )
+        .where(EnergySample.run_id == run_id)
+        .group_by(EnergySample.rank, bucket)
+        .order_by(func.min(EnergySample.t_start), EnergySample.rank)
+    )
+
+
+def samples_per_bucket(samples: int, world_size: int, buckets: int) -> int:
+    """How many consecutive samples of a rank to merge so a run draws about ``buckets``."""
+    per_rank = math.ceil(samples / max(world_size, 1))
+    return max(1, math.ceil(per_rank / buckets))

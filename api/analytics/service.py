@@ -16,7 +16,7 @@ from greenaudit.analytics.curves import InsufficientData
 
 from ..auth import Principal
 from ..errors import InvalidInput
-from ..models import DatasetProfile
+from ..models import DatasetProfile, RunEnergyTotals
 from ..runs.schemas import RunFilters
 from ..runs.service import check_project_filter, get_run
 from . import repository
@@ -45,6 +45,7 @@ from .schemas import (
 )
 
 PUBLISHED_PROJECT = "published"
+MAX_ENERGY_INTERVALS = 5000
 MAX_LISTED_RUNS = 10_000
 NOFADE_NOTE = (
     "NoFADE greenaudit-1 is greenaudit's own definition, built on the NoFADE abstract (Fu et al., "
@@ -400,8 +401,13 @@ def run_returns(
     last_row = session.execute(repository.last_point(run.id, name)).one()
     points = {row.step: row for row in (*sampled, plateau_row, last_row)}
     steps, times, values = _columns([points[s] for s in sorted(points)], 3)
-    samples = session.execute(repository.energy_intervals(run.id)).all()
-    starts, ends, kwh, co2, ranks = _columns(samples, 5)
+    # Interpolating cumulative energy needs no more than a few thousand intervals.
+    measured = session.get(RunEnergyTotals, run.id)
+    per_bucket = repository.samples_per_bucket(
+        measured.samples if measured else 0, run.world_size, MAX_ENERGY_INTERVALS
+    )
+    samples = session.execute(repository.sample_buckets(run.id, per_bucket)).all()
+    starts, ends, kwh, co2, ranks = _columns([tuple(row[:5]) for row in samples], 5)
     try:
         result = returns.summarize_returns(
             steps,

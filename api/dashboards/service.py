@@ -17,8 +17,10 @@ from greenaudit.analytics.nofade import SaturationThresholds
 from greenaudit.dashboards import figures
 
 from ..analytics import service as analytics
+from ..analytics.repository import sample_buckets, samples_per_bucket
 from ..analytics.schemas import CostAxis, Direction, GroupBy, NofadeAxis, ReturnsAxis
 from ..auth import Principal
+from ..models import Run, RunEnergyTotals
 from ..projects.service import get_project
 from ..runs import service as runs
 from ..runs.schemas import RunFilters, RunSort, SortOrder
@@ -146,19 +148,20 @@ def _utc(seconds: Any) -> datetime:
 
 
 def power_series(session: Session, run_id: uuid.UUID) -> tuple[pd.DataFrame, int, bool]:
-    """The run's power series, bucketed in SQL when it has more samples than a page can draw.
+    """The run's power series, merged in SQL when it has more samples than a page can draw.
 
-    Returns the series, the original sample count and whether it was reduced.
+    Returns the series, the original sample count and whether samples were merged.
     """
-    count, start, end = session.execute(repository.sample_span(run_id)).one()
-    if not count:
-        return pd.DataFrame(columns=["t", "rank", "cpu_w", "gpu_w", "ram_w", "kwh"]), 0, False
-    buckets = min(MAX_POWER_POINTS, count)
-    width = max((end - start) / buckets, 1e-6) if count > MAX_POWER_POINTS else 1e-6
-    rows = session.execute(repository.power_buckets(run_id, start, width)).all()
-    frame = pd.DataFrame(rows, columns=["bucket", "rank", "t", "cpu_w", "gpu_w", "ram_w", "kwh"])
-    frame["t"] = [_utc(t) for t in frame["t"]]
-    return frame, int(count), count > MAX_POWER_POINTS
+    run = session.get(Run, run_id)
+    totals_row = session.get(RunEnergyTotals, run_id)
+    count = totals_row.samples if totals_row else 0
+    per_bucket = samples_per_bucket(count, run.world_size if run else 1, MAX_POWER_POINTS)
+    rows = session.execute(sample_buckets(run_id, per_bucket)).all()
+    frame = pd.DataFrame(
+        rows, columns=["t_start", "t_end", "kwh", "co2_kg", "rank", "cpu_w", "gpu_w", "ram_w"]
+    )
+    frame["t"] = [_utc(t) for t in frame["t_start"]]
+    return frame, int(count), per_bucket > 1
 
 
 def run_page(session: Session, caller: Principal, run_id: uuid.UUID) -> dict[str, Any]:

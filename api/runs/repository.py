@@ -9,7 +9,15 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from ..models import EnergySample, MetricPoint, Project, Run, RunEnergyTotals, RunMetricStats
+from ..models import (
+    EnergySample,
+    MetricPoint,
+    Project,
+    Run,
+    RunEnergyTotals,
+    RunMethod,
+    RunMetricStats,
+)
 from .schemas import RunFilters, RunSort, SortOrder
 
 SECONDS_PER_HOUR = 3600.0
@@ -79,26 +87,19 @@ def project_matching(project_id: uuid.UUID, id_or_name: str) -> Select[tuple[uui
 def methods_by_run(
     session: Session, run_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, dict[str, set[str]]]:
-    """The measurement methods each run used, per component."""
+    """The measurement methods each run used, per component (from ``run_method``)."""
     found: dict[uuid.UUID, dict[str, set[str]]] = {
         run_id: {"cpu": set(), "gpu": set(), "ram": set()} for run_id in run_ids
     }
     if not run_ids:
         return found
     rows = session.execute(
-        select(
-            EnergySample.run_id,
-            EnergySample.cpu_method,
-            EnergySample.gpu_method,
-            EnergySample.ram_method,
+        select(RunMethod.run_id, RunMethod.component, RunMethod.method).where(
+            RunMethod.run_id.in_(run_ids)
         )
-        .where(EnergySample.run_id.in_(run_ids))
-        .distinct()
     )
-    for run_id, cpu, gpu, ram in rows:
-        for component, method in (("cpu", cpu), ("gpu", gpu), ("ram", ram)):
-            if method is not None:
-                found[run_id][component].add(method)
+    for run_id, component, method in rows:
+        found[run_id][component].add(method)
     return found
 
 
@@ -178,6 +179,21 @@ def add_energy_totals(session: Session, run_id: uuid.UUID, rows: Sequence[dict[s
             set_={name: table.c[name] + statement.excluded[name] for name in sums},
         )
     )
+
+
+def add_methods(session: Session, run_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> None:
+    """Record the measurement methods newly stored samples used (each pair once)."""
+    pairs = {
+        (component, row[f"{component}_method"])
+        for row in rows
+        for component in ("cpu", "gpu", "ram")
+        if row[f"{component}_method"] is not None
+    }
+    if pairs:
+        statement = _upsert(session, RunMethod.__table__).values(
+            [{"run_id": run_id, "component": c, "method": m} for c, m in sorted(pairs)]
+        )
+        session.execute(statement.on_conflict_do_nothing())
 
 
 def add_metric_stats(session: Session, run_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> None:

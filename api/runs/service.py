@@ -249,6 +249,7 @@ def ingest_energy(
             with session.begin_nested():
                 session.execute(insert(EnergySample), new_rows)
                 repository.add_energy_totals(session, run.id, new_rows)
+                repository.add_methods(session, run.id, new_rows)
         return BatchResult(inserted=len(new_rows), duplicates=len(batch.samples) - len(new_rows))
 
     return _retry_once_on_race(session, attempt)

@@ -30,6 +30,7 @@ TABLES = {
     "dataset_profile",
     "run_energy_totals",
     "run_metric_stats",
+    "run_method",
 }
 
 
@@ -124,3 +125,6 @@ def test_running_totals_are_backfilled_from_stored_rows(empty_engine: Engine):
         ).one()
     assert tuple(energy) == (pytest.approx(2.0), pytest.approx(0.2), 120.0, 2)
     assert tuple(stats) == (0.4, 0.7, 1, 3, 3)
+    with empty_engine.connect() as connection:
+        methods = connection.execute(text("SELECT component, method FROM run_method")).all()
+    assert [tuple(m) for m in methods] == [("cpu", "rapl")]
