@@ -75,7 +75,7 @@ def seed(url: str, samples: int) -> tuple[str, str]:
             end = (T0 + timedelta(seconds=10 * (seq // 2) + 10)).isoformat()
             watts = 300.0 + (seq * 7919 % 100)
             rows.write(
-                f"{run_id}\t{rank}\t{seq}\t{start}\t{end}\t10\t{watts / 3.6e5:.9g}\t"
+                f"{run_id}\t{rank}\t{seq // 2}\t{start}\t{end}\t10\t{watts / 3.6e5:.9g}\t"
                 f"{watts:.1f}\trapl\t{watts * 2 / 3.6e5:.9g}\t{watts * 2:.1f}\t"
                 f"nvml-counter\t1\t{watts * 3 / 3.6e5 * 0.06:.9g}\n"
             )

@@ -344,8 +344,12 @@ def run_returns(
     axis: ReturnsAxis,
     epsilon_fraction: float,
     max_points: int,
+    intervals: list[Any] | None = None,
 ) -> ReturnsOut:
     """Within-run returns, with the series reduced in SQL.
+
+    ``intervals`` are the run's sample buckets when the caller has already fetched them (the
+    run page draws them too), as rows of (t_start, t_end, kwh, co2_kg, rank, ...).
 
     The range, the plateau point and an even sample of steps come from the database, so a run
     of a million points costs a few index scans, not a million rows.
@@ -402,12 +406,13 @@ def run_returns(
     points = {row.step: row for row in (*sampled, plateau_row, last_row)}
     steps, times, values = _columns([points[s] for s in sorted(points)], 3)
     # Interpolating cumulative energy needs no more than a few thousand intervals.
-    measured = session.get(RunEnergyTotals, run.id)
-    per_bucket = repository.samples_per_bucket(
-        measured.samples if measured else 0, run.world_size, MAX_ENERGY_INTERVALS
-    )
-    samples = session.execute(repository.sample_buckets(run.id, per_bucket)).all()
-    starts, ends, kwh, co2, ranks = _columns([tuple(row[:5]) for row in samples], 5)
+    if intervals is None:
+        measured = session.get(RunEnergyTotals, run.id)
+        per_bucket = repository.samples_per_bucket(
+            measured.samples if measured else 0, run.world_size, MAX_ENERGY_INTERVALS
+        )
+        intervals = list(session.execute(repository.sample_buckets(run.id, per_bucket)).all())
+    starts, ends, kwh, co2, ranks = _columns([tuple(row[:5]) for row in intervals], 5)
     try:
         result = returns.summarize_returns(
             steps,

@@ -147,10 +147,11 @@ def _utc(seconds: Any) -> datetime:
     return datetime.fromtimestamp(float(seconds), timezone.utc)
 
 
-def power_series(session: Session, run_id: uuid.UUID) -> tuple[pd.DataFrame, int, bool]:
+def power_series(session: Session, run_id: uuid.UUID) -> tuple[pd.DataFrame, int, bool, list[Any]]:
     """The run's power series, merged in SQL when it has more samples than a page can draw.
 
-    Returns the series, the original sample count and whether samples were merged.
+    Returns the series, the original sample count, whether samples were merged, and the rows
+    (for the returns curve, so the run's samples are scanned once).
     """
     run = session.get(Run, run_id)
     totals_row = session.get(RunEnergyTotals, run_id)
@@ -161,12 +162,12 @@ def power_series(session: Session, run_id: uuid.UUID) -> tuple[pd.DataFrame, int
         rows, columns=["t_start", "t_end", "kwh", "co2_kg", "rank", "cpu_w", "gpu_w", "ram_w"]
     )
     frame["t"] = [_utc(t) for t in frame["t_start"]]
-    return frame, int(count), per_bucket > 1
+    return frame, int(count), per_bucket > 1, list(rows)
 
 
 def run_page(session: Session, caller: Principal, run_id: uuid.UUID) -> dict[str, Any]:
     detail = runs.run_detail(session, caller, run_id)
-    series, sample_count, reduced = power_series(session, run_id)
+    series, sample_count, reduced, intervals = power_series(session, run_id)
     cumulative = (
         series.groupby("t", as_index=False)["kwh"].sum().sort_values("t")
         if len(series)
@@ -182,6 +183,7 @@ def run_page(session: Session, caller: Principal, run_id: uuid.UUID) -> dict[str
         axis=ReturnsAxis.energy_kwh,
         epsilon_fraction=0.005,
         max_points=1000,
+        intervals=intervals,
     )
     curve = pd.DataFrame(
         [p.model_dump() for p in returns.curve], columns=["step", "value", "energy_kwh", "co2_kg"]

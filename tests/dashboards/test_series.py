@@ -49,7 +49,7 @@ def test_a_long_run_is_reduced_with_its_peaks_and_its_energy(
 ):
     run_id = seed_samples(client, project, 10_000, spike_at=6_543)
     with make_session_factory(engine, writer=False)() as session:
-        series, count, reduced = power_series(session, uuid.UUID(run_id))
+        series, count, reduced, _ = power_series(session, uuid.UUID(run_id))
     assert (count, reduced) == (10_000, True)
     assert len(series) <= MAX_POWER_POINTS + 1
     assert series["cpu_w"].max() == 900.0  # the one-second spike survives
@@ -72,6 +72,6 @@ def test_a_short_run_is_drawn_sample_by_sample(
 ):
     run_id = seed_samples(client, project, 50, spike_at=10)
     with make_session_factory(engine, writer=False)() as session:
-        series, count, reduced = power_series(session, uuid.UUID(run_id))
+        series, count, reduced, _ = power_series(session, uuid.UUID(run_id))
     assert (count, reduced, len(series)) == (50, False, 50)
     assert series["cpu_w"].tolist()[:3] == [100.0, 101.0, 102.0]
