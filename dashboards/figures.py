@@ -113,15 +113,24 @@ def cumulative_energy(series: pd.DataFrame) -> go.Figure:
 
 
 def returns_curve(
-    curve: pd.DataFrame, plateau: dict[str, Any] | None, metric: str, unit: str
+    curve: pd.DataFrame,
+    plateau: dict[str, Any] | None,
+    metric: str,
+    unit: str,
+    axis: str = "energy_kwh",
 ) -> go.Figure:
-    """The metric against cumulative energy, with the plateau marked.
+    """The metric against cumulative energy (or CO2, ``axis="co2_kg"``), plateau marked.
 
-    Columns: ``energy_kwh``, ``value``. ``plateau`` has ``energy_kwh`` and ``value``.
+    Columns: ``energy_kwh``, ``co2_kg``, ``value``. ``plateau`` has the same keys.
     """
+    column, scale, x_title = (
+        ("co2_kg", 1000, "cumulative CO2e (g)")
+        if axis == "co2_kg"
+        else ("energy_kwh", 1000, "cumulative energy (Wh)")
+    )
     figure = go.Figure(
         go.Scatter(
-            x=curve["energy_kwh"] * 1000,
+            x=curve[column] * scale,
             y=curve["value"],
             mode="lines+markers",
             name=metric,
@@ -131,24 +140,22 @@ def returns_curve(
     )
     if plateau is not None:
         figure.add_scatter(
-            x=[plateau["energy_kwh"] * 1000],
+            x=[plateau[column] * scale],
             y=[plateau["value"]],
             mode="markers",
             name="plateau",
             marker={"color": PALETTE[5], "size": 12, "symbol": "diamond"},
         )
+        end = float(curve[column].max()) * scale if len(curve) else plateau[column] * scale
         figure.add_vrect(
-            x0=plateau["energy_kwh"] * 1000,
-            x1=float(curve["energy_kwh"].max()) * 1000,
-            fillcolor=PALETTE[5],
-            opacity=0.08,
-            line_width=0,
+            x0=plateau[column] * scale, x1=end, fillcolor=PALETTE[5], opacity=0.08, line_width=0
         )
+    spent = "CO2e" if axis == "co2_kg" else "energy"
     return _layout(
         figure,
-        x_title="cumulative energy (Wh)",
+        x_title=x_title,
         y_title=f"{metric} ({unit})",
-        title=f"{metric} against energy spent",
+        title=f"{metric} against {spent} spent",
     )
 
 

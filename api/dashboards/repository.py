@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Date, Select, func, select
@@ -29,13 +30,14 @@ def _utc_day_sqlite(element: utc_day, compiler: Any, **kw: Any) -> str:
     return f"date({compiler.process(element.clauses, **kw)})"
 
 
-def daily_co2(project_id: uuid.UUID) -> Select[Any]:
+def daily_co2(project_id: uuid.UUID, since: datetime | None) -> Select[Any]:
     """CO2 per day, each run counted on the day it started."""
     day = utc_day(Run.started_at)
+    recent = [Run.started_at >= since] if since is not None else []
     return (
         select(day.label("day"), func.sum(RunEnergyTotals.co2_kg).label("co2_kg"))
         .join(RunEnergyTotals, RunEnergyTotals.run_id == Run.id)
-        .where(Run.project_id == project_id)
+        .where(Run.project_id == project_id, *recent)
         .group_by(day)
         .order_by(day)
     )
@@ -79,3 +81,7 @@ def group_best_results(project_id: uuid.UUID) -> Select[Any]:
         )
         .where(Run.project_id == project_id, Run.group_name.is_not(None))
     )
+
+
+def metric_names(run_id: uuid.UUID) -> Select[tuple[str]]:
+    return select(RunMetricStats.name).where(RunMetricStats.run_id == run_id)

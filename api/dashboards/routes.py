@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, quote
 
 import plotly
@@ -14,7 +15,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from greenaudit.schemas import RunStatus
 
-from ..analytics.schemas import CostAxis, NofadeAxis
+from ..analytics.schemas import CostAxis, NofadeAxis, ReturnsAxis
 from ..auth import Principal, authenticate_key
 from ..deps import SessionDep
 from ..errors import InvalidInput, Unauthorized
@@ -118,11 +119,12 @@ def logout() -> RedirectResponse:
 
 
 @router.get("/", response_class=HTMLResponse)
-def overview(request: Request, session: SessionDep) -> HTMLResponse:
+def overview(
+    request: Request, session: SessionDep, period: Literal["7", "30", "365", "all"] = "all"
+) -> HTMLResponse:
     caller = _caller(request, session)
-    return _render(
-        "overview.html", title="Overview", active="overview", **service.overview(session, caller)
-    )
+    data = service.overview(session, caller, period, datetime.now(timezone.utc))
+    return _render("overview.html", title="Overview", active="overview", **data)
 
 
 @router.get("/runs", response_class=HTMLResponse)
@@ -150,11 +152,16 @@ def project(
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
-def run(run_id: uuid.UUID, request: Request, session: SessionDep) -> HTMLResponse:
+def run(
+    run_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    metric: Annotated[str | None, Query(max_length=200)] = None,
+    axis: ReturnsAxis = ReturnsAxis.energy_kwh,
+) -> HTMLResponse:
     caller = _caller(request, session)
-    return _render(
-        "run.html", title="Run", active="run", **service.run_page(session, caller, run_id)
-    )
+    data = service.run_page(session, caller, run_id, metric or None, axis)
+    return _render("run.html", title="Run", active="run", **data)
 
 
 @router.get("/curves", response_class=HTMLResponse)

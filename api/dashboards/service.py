@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -64,21 +64,31 @@ def _totals_frame(
     )
 
 
-def overview(session: Session, caller: Principal) -> dict[str, Any]:
+#: The overview's period choices, in days (None: all time).
+PERIODS = {"7": 7, "30": 30, "365": 365, "all": None}
+
+
+def overview(session: Session, caller: Principal, period: str, now: datetime) -> dict[str, Any]:
     project = get_project(session, caller.project_id)
-    by_project = _totals_frame(session, caller, TotalsBy.project)
+    days = PERIODS[period]
+    since = now - timedelta(days=days) if days is not None else None
+    filters = RunFilters(started_after=since)
+    by_project = _totals_frame(session, caller, TotalsBy.project, filters)
     summary = (
         by_project.iloc[0].to_dict()
         if len(by_project)
         else {"runs": 0, "energy_kwh": 0.0, "co2_kg": 0.0, "gpu_hours": 0.0}
     )
     daily = pd.DataFrame(
-        session.execute(repository.daily_co2(caller.project_id)).all(), columns=["day", "co2_kg"]
+        session.execute(repository.daily_co2(caller.project_id, since)).all(),
+        columns=["day", "co2_kg"],
     )
-    models = _totals_frame(session, caller, TotalsBy.model).head(10)
-    datasets = _totals_frame(session, caller, TotalsBy.dataset).head(10)
+    models = _totals_frame(session, caller, TotalsBy.model, filters).head(10)
+    datasets = _totals_frame(session, caller, TotalsBy.dataset, filters).head(10)
     return {
         "project": project.name,
+        "period": period,
+        "periods": list(PERIODS),
         "summary": summary,
         "car_km": summary["co2_kg"] * 1000 / CAR_G_CO2_PER_KM,
         "car_source": CAR_SOURCE,
@@ -165,7 +175,13 @@ def power_series(session: Session, run_id: uuid.UUID) -> tuple[pd.DataFrame, int
     return frame, int(count), per_bucket > 1, list(rows)
 
 
-def run_page(session: Session, caller: Principal, run_id: uuid.UUID) -> dict[str, Any]:
+def run_page(
+    session: Session,
+    caller: Principal,
+    run_id: uuid.UUID,
+    metric: str | None,
+    axis: ReturnsAxis,
+) -> dict[str, Any]:
     detail = runs.run_detail(session, caller, run_id)
     series, sample_count, reduced, intervals = power_series(session, run_id)
     cumulative = (
@@ -178,13 +194,14 @@ def run_page(session: Session, caller: Principal, run_id: uuid.UUID) -> dict[str
         session,
         caller,
         run_id,
-        metric=None,
+        metric=metric,
         direction=Direction.higher,
-        axis=ReturnsAxis.energy_kwh,
+        axis=axis,
         epsilon_fraction=0.005,
         max_points=1000,
         intervals=intervals,
     )
+    metrics = sorted(session.scalars(repository.metric_names(run_id)))
     curve = pd.DataFrame(
         [p.model_dump() for p in returns.curve], columns=["step", "value", "energy_kwh", "co2_kg"]
     )
@@ -199,8 +216,12 @@ def run_page(session: Session, caller: Principal, run_id: uuid.UUID) -> dict[str
         "figures": {
             "power": figure_json(figures.power_over_time(series, downsampled=reduced)),
             "energy": figure_json(figures.cumulative_energy(cumulative)),
-            "returns": figure_json(figures.returns_curve(curve, plateau, returns.metric, unit)),
+            "returns": figure_json(
+                figures.returns_curve(curve, plateau, returns.metric, unit, axis=axis.value)
+            ),
         },
+        "metrics": metrics,
+        "axis": axis.value,
     }
 
 

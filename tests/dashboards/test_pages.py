@@ -198,6 +198,12 @@ def test_overview(page: Any, site: dict[str, Any]):
     equivalent = page.inner_text("#equivalent")
     assert "0.0319 km" in equivalent and "US EPA" in equivalent and "248.5 g per km" in equivalent
     assert "secret" not in page.content()
+    # The seeded runs started on 2026-12-01; "last 7 days" is counted back from today.
+    with page.expect_navigation():
+        page.select_option("#filter-period", "7")
+    page.wait_for_load_state("networkidle")
+    recent = datetime.now(timezone.utc) - T0 < timedelta(days=7)
+    assert page.inner_text("#total-runs") == ("3" if recent else "0")
     screenshots(page, "overview")
 
 
@@ -241,6 +247,11 @@ def test_run_page(page: Any, site: dict[str, Any]):
     assert "12 points drawn from 12 energy samples" in page.inner_text("#point-count")
     # Range 0.5 to 0.77: ε = 0.00135; 0.77 is first reached at step 4, the last point.
     assert page.inner_text("#plateau-summary").startswith("Plateau at step 4")
+    with page.expect_navigation():
+        page.select_option("#filter-axis", "co2_kg")
+    page.wait_for_load_state("networkidle")
+    state = visit(page, page.url)
+    assert state["returns"]["axes"][0]["title"] == "cumulative CO2e (g)"
     provenance = page.inner_text("#provenance")
     assert "test fixture" in provenance and "nvml-counter" in provenance and "rapl" in provenance
     screenshots(page, "run")
