@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
 from fastapi import FastAPI
 from sqlalchemy import Engine, text
+from starlette.concurrency import run_in_threadpool
 
 from greenaudit import __version__
 from greenaudit.settings import Settings
@@ -14,8 +20,45 @@ from .datasets.routes import router as datasets_router
 from .db import make_engine, make_session_factory
 from .errors import install_error_handlers
 from .projects.routes import router as projects_router
+from .runs import service as runs_service
 from .runs.routes import router as runs_router
 from .totals.routes import router as totals_router
+
+logger = logging.getLogger("greenaudit.api")
+
+
+async def _mark_crashed_runs(app: FastAPI) -> None:
+    """Every so often, mark running runs whose client has gone quiet as crashed."""
+    settings: Settings = app.state.settings
+    interval_s = max(0.5, min(60.0, settings.heartbeat_timeout_s / 4))
+
+    def sweep() -> None:
+        with app.state.write_sessions() as session, session.begin():
+            marked = runs_service.mark_crashed(session, settings.heartbeat_timeout_s)
+        if marked:
+            logger.info(
+                "marked %d run(s) crashed: no heartbeat for %.0f s",
+                marked,
+                settings.heartbeat_timeout_s,
+            )
+
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await run_in_threadpool(sweep)
+        except Exception:  # a database hiccup must not end the sweeps
+            logger.exception("could not mark crashed runs")
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    sweeper = asyncio.create_task(_mark_crashed_runs(app))
+    try:
+        yield
+    finally:
+        sweeper.cancel()
+        with suppress(asyncio.CancelledError):
+            await sweeper
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -23,6 +66,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     settings = settings or Settings()
     engine = engine or make_engine(settings)
     app = FastAPI(
+        lifespan=_lifespan,
         title="greenaudit",
         version=__version__,
         summary="What did this accuracy cost? Energy, CO2 and compute of ML training, "

@@ -134,9 +134,12 @@ class Run(Base):
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     started_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
+    # When the service last heard from the run (create, data or heartbeat).
+    last_seen_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (
+        Index("ix_run_status_last_seen", "status", "last_seen_at"),
         Index("ix_run_project_started", "project_id", "started_at"),
         Index("ix_run_project_model", "project_id", "model"),
         Index("ix_run_project_dataset", "project_id", "dataset"),

@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     flush_timeout_s: float = Field(
         default=10.0, ge=0, description="Longest wait at the end of a run to deliver its data."
     )
+    heartbeat_interval_s: float = Field(
+        default=30.0, gt=0, description="Client: seconds between heartbeats to the service."
+    )
+    heartbeat_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="Service: a running run not heard from for this long is marked crashed.",
+    )
     sqlite_busy_timeout_ms: int = Field(default=15000, ge=0)
 
     @field_validator("country")

@@ -84,6 +84,16 @@ def finish_run(
     return service.finish_run(session, caller, run_id, body)
 
 
+@router.post("/{run_id}/heartbeat", response_model=RunOut)
+def heartbeat(run_id: uuid.UUID, session: SessionDep, caller: WriterDep) -> RunOut:
+    """Say the training process is alive.
+
+    Runs not heard from for ``GREENAUDIT_HEARTBEAT_TIMEOUT_S`` are marked ``crashed``; a
+    heartbeat brings such a run back to ``running``.
+    """
+    return service.heartbeat(session, caller, run_id)
+
+
 @router.post("/{run_id}/energy", response_model=BatchResult)
 def ingest_energy(
     run_id: uuid.UUID, body: EnergyBatch, session: SessionDep, caller: WriterDep

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,7 +25,7 @@ from greenaudit.schemas import (
 
 from ..auth import Principal
 from ..errors import Conflict, InvalidInput, NotFound
-from ..models import EnergySample, MetricPoint, Run
+from ..models import EnergySample, MetricPoint, Run, utcnow
 from . import repository
 from .schemas import (
     EnergySampleOut,
@@ -37,6 +38,7 @@ from .schemas import (
 )
 
 G_PER_KG = 1000.0
+LIVENESS_RESOLUTION = timedelta(seconds=5)
 RACE_RETRIES = 3
 J_PER_KWH = 3.6e6
 # Fields that say which run this is: a re-sent create must agree on them.
@@ -51,6 +53,33 @@ def get_run(session: Session, caller: Principal, run_id: uuid.UUID) -> Run:
     if run is None or run.project_id != caller.project_id:
         raise NotFound(f"run {run_id} not found")
     return run
+
+
+def seen(run: Run) -> None:
+    """Note that the run was heard from (at most every few seconds, to spare the row)."""
+    now = utcnow()
+    if run.last_seen_at is None or now - run.last_seen_at > LIVENESS_RESOLUTION:
+        run.last_seen_at = now
+
+
+def heartbeat(session: Session, caller: Principal, run_id: uuid.UUID) -> RunOut:
+    """The client is alive: a run marked crashed while it was unreachable runs again."""
+    run = get_run(session, caller, run_id)
+    run.last_seen_at = utcnow()
+    if run.status == RunStatus.crashed.value:
+        run.status = RunStatus.running.value
+    return _with_totals(session, [run])[0]
+
+
+def mark_crashed(session: Session, timeout_s: float) -> int:
+    """Mark running runs not heard from for ``timeout_s`` as crashed; returns how many."""
+    cutoff = utcnow() - timedelta(seconds=timeout_s)
+    result = session.execute(
+        update(Run)
+        .where(Run.status == RunStatus.running.value, Run.last_seen_at < cutoff)
+        .values(status=RunStatus.crashed.value)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _with_totals(session: Session, runs: Sequence[Run]) -> list[RunOut]:
@@ -138,6 +167,7 @@ def create_run(session: Session, caller: Principal, body: RunCreate) -> tuple[Ru
         pue=body.pue,
         meta=body.meta,
         started_at=body.started_at,
+        last_seen_at=utcnow(),
     )
     session.add(run)
     try:
@@ -205,6 +235,7 @@ def ingest_energy(
     A sample whose (rank, seq) is stored with different content rejects the whole batch.
     """
     run = get_run(session, caller, run_id)
+    seen(run)
     sent: dict[tuple[int, int], dict[str, Any]] = {}
     for index, sample in enumerate(batch.samples):
         key = (sample.rank, sample.seq)
@@ -260,6 +291,7 @@ def ingest_metrics(
 ) -> BatchResult:
     """Store a batch of metric points in one transaction; re-sent points change nothing."""
     run = get_run(session, caller, run_id)
+    seen(run)
     sent: dict[tuple[str, int], dict[str, Any]] = {}
     for index, point in enumerate(batch.points):
         key = (point.name, point.step)

@@ -54,6 +54,8 @@ class RunSender:
         self._client: ServiceClient | None = None
         self._warned: set[str] = set()
         self._last_point: dict[str, tuple[int, float]] = {}
+        self._created = False  # whether the service has the run, so heartbeats can find it
+        self._next_beat = 0.0
         self.delivered = False
         self._rejected = 0
         self.last_error: str | None = None
@@ -112,6 +114,16 @@ class RunSender:
             if self._client is not None:
                 self._client.close()
 
+    def _heartbeat(self, now: float) -> None:
+        """Tell the service the run is alive; a missed beat only matters if they all stop."""
+        if self._client is None or now < self._next_beat or not self._created:
+            return
+        self._next_beat = now + self._settings.heartbeat_interval_s
+        try:
+            self._client.heartbeat(self._spool.run_id)
+        except Exception:
+            pass
+
     def _loop(self) -> None:
         closing = False
         failures = 0
@@ -149,6 +161,7 @@ class RunSender:
                     next_send = now + backoff_s(failures)
                 else:
                     failures, unsent = 0, False
+                    self._created = True
                     self._rejected += rejected
                     if complete:
                         self.delivered = self._rejected == 0
@@ -159,6 +172,8 @@ class RunSender:
                         return
             if now >= next_send:
                 next_send = now + SEND_INTERVAL_S
+            if not closing:
+                self._heartbeat(now)
             if closing and time.monotonic() >= self._deadline:
                 return
 

@@ -108,6 +108,10 @@ class ServiceClient:
             for i in range(0, len(metrics), BATCH_ITEMS)
         ]
 
+    def heartbeat(self, run_id: str) -> None:
+        """Say the run is alive (not spooled: a late heartbeat means nothing)."""
+        self._http.post(f"/api/v1/runs/{run_id}/heartbeat")
+
     def _request(self, method: str, path: str, body: dict[str, Any]) -> None:
         try:
             response = self._http.request(method, path, json=body)

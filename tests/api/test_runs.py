@@ -340,3 +340,44 @@ def test_a_write_is_committed_before_its_answer_is_sent(
                 headers=project.write,
             )
             assert response.status_code == 200, response.text
+
+
+def test_quiet_runs_are_marked_crashed_and_a_heartbeat_revives_them(
+    settings: Settings, engine: Engine, project: ProjectKeys
+):
+    app = create_app(settings.model_copy(update={"heartbeat_timeout_s": 1.0}), engine)
+    with TestClient(app) as client:
+        quiet = client.post("/api/v1/runs", json=run_body(), headers=project.write).json()
+        alive = client.post("/api/v1/runs", json=run_body(), headers=project.write).json()
+        done = client.post("/api/v1/runs", json=run_body(), headers=project.write).json()
+        client.post(
+            f"/api/v1/runs/{done['id']}/finish",
+            json={"ended_at": "2026-12-01T11:00:00Z", "duration_s": 1.0},
+            headers=project.write,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            client.post(f"/api/v1/runs/{alive['id']}/heartbeat", headers=project.write)
+            status = client.get(f"/api/v1/runs/{quiet['id']}", headers=project.read).json()
+            if status["status"] == "crashed" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert status["status"] == "crashed"
+        states = {
+            r["id"]: r["status"]
+            for r in client.get("/api/v1/runs", headers=project.read).json()["items"]
+        }
+        assert states[alive["id"]] == "running" and states[done["id"]] == "finished"
+        # Data from a later flush is stored without reviving it; a heartbeat revives it.
+        response = client.post(
+            f"/api/v1/runs/{quiet['id']}/energy",
+            json={"samples": [sample(0)]},
+            headers=project.write,
+        )
+        assert response.json()["inserted"] == 1
+        assert (
+            client.get(f"/api/v1/runs/{quiet['id']}", headers=project.read).json()["status"]
+            == "crashed"
+        )
+        revived = client.post(f"/api/v1/runs/{quiet['id']}/heartbeat", headers=project.write)
+        assert revived.json()["status"] == "running"
