@@ -109,6 +109,7 @@ class RunResult:
         energy_kwh: ``cpu_kwh + gpu_kwh + ram_kwh``, in kilowatt-hours.
         co2_kg: ``energy_kwh × carbon_intensity_g_per_kwh / 1000 × pue``, kg CO2e.
         gpu_hours: Device-hours of the GPUs measured.
+        energy_samples: How many energy samples were measured.
         measured_s: Seconds covered by energy samples. Less than ``duration_s`` when the
             run ended before hardware detection (seconds, once per process) was done.
         methods: How each component was measured, e.g. ``{"cpu": "codecarbon"}``.
@@ -126,6 +127,7 @@ class RunResult:
     ram_kwh: float
     co2_kg: float
     gpu_hours: float
+    energy_samples: int
     measured_s: float
     carbon_intensity_g_per_kwh: float
     carbon_intensity_source: str
@@ -187,6 +189,7 @@ class Run:
             "ram_kwh": 0.0,
             "gpu_s": 0.0,
             "measured_s": 0.0,
+            "samples": 0.0,
         }
         self._methods: dict[str, str] = {}
         self._log_calls = 0
@@ -320,6 +323,7 @@ class Run:
             ram_kwh=totals["ram_kwh"],
             co2_kg=energy * self._carbon.g_per_kwh / G_PER_KG * settings.pue,
             gpu_hours=totals["gpu_s"] / SECONDS_PER_HOUR,
+            energy_samples=int(totals["samples"]),
             measured_s=totals["measured_s"],
             carbon_intensity_g_per_kwh=self._carbon.g_per_kwh,
             carbon_intensity_source=self._carbon.source,
@@ -483,6 +487,7 @@ class Run:
             seconds = (t_end - t_start).total_seconds()
             self._totals["gpu_s"] += seconds * sample["gpu_count"]
             self._totals["measured_s"] += seconds
+            self._totals["samples"] += 1
         self._sender.submit("energy", sample)
 
     def _create_body(self) -> dict[str, Any]:
