@@ -131,6 +131,8 @@ class Run(Base):
     total_steps: Mapped[int | None] = mapped_column(BigInteger)
     duration_s: Mapped[float | None] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
+    # Items the client measured but could not keep (its spool was full): a counted loss.
+    lost_items: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     started_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]

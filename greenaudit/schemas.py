@@ -184,6 +184,9 @@ class RunFinish(WireModel):
     ended_at: UtcDatetime
     duration_s: Annotated[float, Field(ge=0, le=1e10, allow_inf_nan=False)]
     error: str | None = Field(default=None, max_length=4000, pattern=NO_NUL)
+    lost_items: Count = Field(
+        default=0, description="items the client could not keep (its spool was full)"
+    )
 
     @model_validator(mode="after")
     def _terminal_status(self) -> RunFinish:

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     flush_timeout_s: float = Field(
         default=10.0, ge=0, description="Longest wait at the end of a run to deliver its data."
     )
+    spool_max_mb: float = Field(
+        default=512.0, gt=0, description="Largest spool per run; beyond it items are counted lost."
+    )
     heartbeat_interval_s: float = Field(
         default=30.0, gt=0, description="Client: seconds between heartbeats to the service."
     )

@@ -57,6 +57,7 @@ class RunOut(BaseModel):
     total_steps: int | None
     duration_s: float | None
     error: str | None
+    lost_items: int
     meta: dict[str, Any]
     started_at: datetime
     ended_at: datetime | None

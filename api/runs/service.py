@@ -208,6 +208,7 @@ def finish_run(session: Session, caller: Principal, run_id: uuid.UUID, body: Run
     run.ended_at = body.ended_at
     run.duration_s = body.duration_s
     run.error = body.error
+    run.lost_items = body.lost_items
     return _with_totals(session, [run])[0]
 
 

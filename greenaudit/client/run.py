@@ -110,6 +110,7 @@ class RunResult:
         co2_kg: ``energy_kwh × carbon_intensity_g_per_kwh / 1000 × pue``, kg CO2e.
         gpu_hours: Device-hours of the GPUs measured.
         energy_samples: How many energy samples were measured.
+        lost_items: Items dropped because the spool reached ``GREENAUDIT_SPOOL_MAX_MB``.
         measured_s: Seconds covered by energy samples. Less than ``duration_s`` when the
             run ended before hardware detection (seconds, once per process) was done.
         methods: How each component was measured, e.g. ``{"cpu": "codecarbon"}``.
@@ -128,6 +129,7 @@ class RunResult:
     co2_kg: float
     gpu_hours: float
     energy_samples: int
+    lost_items: int
     measured_s: float
     carbon_intensity_g_per_kwh: float
     carbon_intensity_source: str
@@ -217,7 +219,9 @@ class Run:
         self._fields["kind"] = kind
         self._settings = settings
         self._placement = environment.placement()
-        self._spool = RunSpool(settings.spool_path, self.id)
+        self._spool = RunSpool(
+            settings.spool_path, self.id, max_bytes=int(settings.spool_max_mb * 1024 * 1024)
+        )
         self._ready = threading.Event()
         self._carbon = CarbonIntensity(0.0, "unknown", settings.country)
         self._meter = EnergyMeter(
@@ -269,8 +273,9 @@ class Run:
         self._ready.wait(settings.flush_timeout_s)
         self._meter.stop(max(0.0, deadline - time.monotonic()))
         status = "failed" if error is not None else "finished"
+        # One run across all ranks: global rank 0 ends it; the others only end their part.
         self._sender.submit(
-            "finish_run",
+            "finish_run" if self._placement.rank == 0 else "end_rank",
             {
                 "status": status,
                 "ended_at": ended_at.isoformat(),
@@ -324,6 +329,7 @@ class Run:
             co2_kg=energy * self._carbon.g_per_kwh / G_PER_KG * settings.pue,
             gpu_hours=totals["gpu_s"] / SECONDS_PER_HOUR,
             energy_samples=int(totals["samples"]),
+            lost_items=self._sender.lost,
             measured_s=totals["measured_s"],
             carbon_intensity_g_per_kwh=self._carbon.g_per_kwh,
             carbon_intensity_source=self._carbon.source,

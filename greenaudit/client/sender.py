@@ -14,7 +14,7 @@ from typing import Any
 from greenaudit.settings import Settings
 
 from .spool import MemorySpool, RunSpool, SpooledOp
-from .transport import ServiceClient, TransientError, backoff_s, deliver
+from .transport import END_OPS, ServiceClient, TransientError, backoff_s, deliver
 
 logger = logging.getLogger("greenaudit")
 
@@ -55,6 +55,7 @@ class RunSender:
         self._warned: set[str] = set()
         self._last_point: dict[str, tuple[int, float]] = {}
         self._created = False  # whether the service has the run, so heartbeats can find it
+        self.lost = 0  # items dropped because the spool was full
         self._next_beat = 0.0
         self.delivered = False
         self._rejected = 0
@@ -162,6 +163,7 @@ class RunSender:
                 else:
                     failures, unsent = 0, False
                     self._created = True
+                    self._spool.compact()
                     self._rejected += rejected
                     if complete:
                         self.delivered = self._rejected == 0
@@ -179,8 +181,14 @@ class RunSender:
 
     def _write(self, ops: list[SpooledOp]) -> None:
         """Spool ``ops``; on a disk that cannot be written, keep them in memory instead."""
+        if ops and ops[-1].op in END_OPS and len(ops) > 1:
+            # Write the rest first, so the finish can count what the spool had to drop.
+            self._write(ops[:-1])
+            ops = ops[-1:]
+        if ops and ops[0].op in END_OPS:
+            ops = [SpooledOp(ops[0].op, {**ops[0].body, "lost_items": self.lost})]
         try:
-            skipped = self._spool.append(ops)
+            skipped, dropped = self._spool.append(ops)
         except OSError as error:
             self._warn_once(
                 "spool",
@@ -197,6 +205,15 @@ class RunSender:
                 "json",
                 "greenaudit: %d item(s) could not be written as JSON and were skipped",
                 skipped,
+            )
+        if dropped:
+            self.lost += dropped
+            self._warn_once(
+                "full",
+                "greenaudit: the spool %s reached its limit of %.3g MB (GREENAUDIT_SPOOL_MAX_MB); "
+                "further items are counted as lost, not kept",
+                self._spool.path,
+                self._settings.spool_max_mb,
             )
 
     def _drain(self) -> tuple[list[SpooledOp], bool]:

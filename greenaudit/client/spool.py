@@ -30,35 +30,59 @@ class SpooledOp:
 class RunSpool:
     """The spool files of one run."""
 
-    def __init__(self, folder: Path, run_id: str) -> None:
+    def __init__(self, folder: Path, run_id: str, max_bytes: int | None = None) -> None:
         self.folder = folder
         self.run_id = run_id
+        self.max_bytes = max_bytes
+        self._size = 0
         self.path = folder / f"{run_id}.jsonl"
         self._acked_path = folder / f"{run_id}.acked"
         self._handle: Any = None
 
-    def append(self, ops: list[SpooledOp]) -> int:
+    def append(self, ops: list[SpooledOp]) -> tuple[int, int]:
         """Append operations and hand them to the OS, so a killed process keeps them.
 
-        Returns how many could not be written as JSON (they are skipped). Raises ``OSError``
-        when the spool cannot be written at all.
+        Returns (items that could not be written as JSON, items dropped because the spool is
+        at ``max_bytes``). Raises ``OSError`` when the spool cannot be written at all.
         """
-        lines, skipped = [], 0
-        for op in ops:
-            try:
-                lines.append(
-                    json.dumps(
-                        {"op": op.op, "body": op.body}, separators=(",", ":"), allow_nan=False
-                    )
-                )
-            except (TypeError, ValueError):
-                skipped += 1
         if self._handle is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
-        self._handle.write("".join(line + "\n" for line in lines))
+            self._size = self.path.stat().st_size
+        lines, skipped, dropped = [], 0, 0
+        for op in ops:
+            try:
+                line = (
+                    json.dumps(
+                        {"op": op.op, "body": op.body}, separators=(",", ":"), allow_nan=False
+                    )
+                    + "\n"
+                )
+            except (TypeError, ValueError):
+                skipped += 1
+                continue
+            # The run's own creation and end are always kept, so the rest stays attributable.
+            essential = op.op in ("create_run", "finish_run", "end_rank")
+            if self.max_bytes and self._size + len(line) > self.max_bytes and not essential:
+                dropped += 1
+                continue
+            lines.append(line)
+            self._size += len(line)
+        self._handle.write("".join(lines))
         self._handle.flush()
-        return skipped
+        return skipped, dropped
+
+    def compact(self) -> None:
+        """Empty a spool whose every line the service has acknowledged, so it stays small.
+
+        The count is reset before the file is cut: a crash in between only re-sends lines.
+        """
+        if self._handle is None or self.acked() < len(self.read()):
+            return
+        self.set_acked(0)
+        self._handle.seek(0)
+        self._handle.truncate()
+        self._size = 0
 
     def close(self) -> None:
         if self._handle is not None:
@@ -119,9 +143,13 @@ class MemorySpool(RunSpool):
         self._ops = list(ops)
         self._acked = 0
 
-    def append(self, ops: list[SpooledOp]) -> int:
+    def append(self, ops: list[SpooledOp]) -> tuple[int, int]:
         self._ops.extend(ops)
-        return 0
+        return 0, 0
+
+    def compact(self) -> None:
+        self._ops = self._ops[self._acked :]
+        self._acked = 0
 
     def close(self) -> None:
         pass

@@ -32,8 +32,12 @@ PHASE = {
     "energy": 2,
     "metric": 2,
     "finish_run": 3,
+    "end_rank": 3,
 }
 RETRYABLE_STATUS = {408, 425, 429}
+#: The last operation of a spool: the run's finish (rank 0), or the end of another rank's part
+#: (spooled so the spool is known to be complete, never sent).
+END_OPS = ("finish_run", "end_rank")
 
 
 class TransientError(Exception):
@@ -156,7 +160,7 @@ def deliver(spool: RunSpool, client: ServiceClient) -> tuple[bool, int]:
         )
     if pending:
         spool.set_acked(len(ops))
-    return any(o.op == "finish_run" for o in ops), len(rejected)
+    return any(o.op in END_OPS for o in ops), len(rejected)
 
 
 def flush_spool(folder: Path, settings: Settings) -> tuple[int, int]:

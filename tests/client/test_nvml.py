@@ -121,3 +121,14 @@ def test_a_failing_read_stops_gpu_measurement_quietly(devices: list[FakeDevice])
     sys.modules["pynvml"].nvmlDeviceGetPowerUsage = broken  # type: ignore[attr-defined]
     assert meter.read() is None
     assert sys.modules["pynvml"].state["initialised"] == 0  # type: ignore[attr-defined]
+
+
+def test_mig_instances_are_selected_by_uuid(monkeypatch: pytest.MonkeyPatch):
+    mig = FakeDevice("MIG-4b2c-0001", name="NVIDIA H200 MIG 1g.18gb")
+    monkeypatch.setitem(sys.modules, "pynvml", make_module([FakeDevice("GPU-aaaa"), mig]))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "MIG-4b2c-0001")
+    meter = NvmlGpuMeter(Clock())
+    assert meter.start() and meter.device_count == 1 and meter.model == "NVIDIA H200 MIG 1g.18gb"
+    mig.energy_mj += 3_600_000
+    reading = meter.read()
+    assert reading is not None and reading.kwh == pytest.approx(0.001)

@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -349,3 +350,98 @@ def test_ranks_of_a_distributed_job_measure_only_their_own_share(
     assert all(e.get("cpu_kwh") is None and e.get("ram_kwh") is None for e in energy)
     assert [e["gpu_kwh"] for e in energy] == pytest.approx([0.001] * len(energy))
     assert [g.energy_mj > 0 for g in gpus] == [i == 3 for i in range(8)]
+
+
+def test_a_full_spool_warns_once_counts_its_losses_and_never_raises(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    settings = offline_settings(tmp_path, spool_max_mb=0.002)  # about 2 KB
+    with caplog.at_level(logging.WARNING, logger="greenaudit"):
+        with greenaudit.run(settings=settings) as run:
+            for step in range(200):
+                run.log(step=step, loss=1.0 / (step + 1))
+    result = run.result
+    assert result is not None and result.lost_items > 0
+    ops = spooled_ops(result.spool_path)
+    kept = sum(op["op"] == "metric" for op in ops)
+    assert kept + result.lost_items >= 200 - 1  # every point is either kept or counted
+    assert ops[0]["op"] == "create_run" and ops[-1]["op"] == "finish_run"
+    assert ops[-1]["body"]["lost_items"] == result.lost_items
+    assert Path(result.spool_path).stat().st_size <= 2100 + len(json.dumps(ops[-1])) + 1
+    assert caplog.text.count("reached its limit") == 1
+
+
+def test_a_delivered_spool_is_compacted_while_the_run_goes(tmp_path: Path, live_server: LiveServer):
+    from greenaudit.client import sender
+
+    settings = offline_settings(
+        tmp_path, url=live_server.url, api_key=live_server.write_key, spool_max_mb=0.012
+    )
+    from greenaudit.client.measure import warm_up_in_background
+
+    warm_up_in_background(settings).wait(30)  # hardware detection must not hold points back
+    original = sender.SEND_INTERVAL_S
+    sender.SEND_INTERVAL_S = 0.2
+    try:
+        with greenaudit.run(settings=settings) as run:
+            for step in range(300):  # ~36 KB of points, through a 12 KB spool
+                run.log(step=step, loss=1.0 / (step + 1))
+                time.sleep(0.01)
+    finally:
+        sender.SEND_INTERVAL_S = original
+    assert run.result is not None and run.result.delivered and run.result.lost_items == 0
+    stored = httpx.get(
+        f"{live_server.url}/api/v1/runs/{run.id}/metrics",
+        params={"limit": 1000},
+        headers=live_server.keys.read,
+    ).json()
+    assert stored["total"] == 300
+
+
+def test_a_codecarbon_failure_stays_inside_greenaudit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    import codecarbon
+
+    class Broken:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise RuntimeError("no RAPL, no TDP, no luck")
+
+    monkeypatch.setattr(codecarbon, "OfflineEmissionsTracker", Broken)
+    with caplog.at_level(logging.WARNING, logger="greenaudit"):
+        with greenaudit.run(settings=offline_settings(tmp_path)) as run:
+            run.log(step=1, accuracy=0.5)
+    assert run.result is not None and run.result.status == "finished"
+    assert run.result.cpu_kwh == 0 and "CodeCarbon could not start" in caplog.text
+
+
+def test_two_ranks_on_one_node_make_one_run_without_double_counting(
+    tmp_path: Path, live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+):
+    import sys
+
+    from .fake_pynvml import FakeDevice, make_module
+
+    gpus = [FakeDevice(f"GPU-{i}", mj_per_read=3_600_000) for i in range(2)]
+    monkeypatch.setitem(sys.modules, "pynvml", make_module(gpus))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    run_id = str(uuid.uuid4())
+    results = []
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("LOCAL_RANK", str(rank))
+        settings = offline_settings(
+            tmp_path / f"rank{rank}", url=live_server.url, api_key=live_server.write_key
+        )
+        with greenaudit.run(model="ddp", run_id=run_id, settings=settings) as run:
+            busy(0.3)
+        assert run.result is not None and run.result.delivered
+        results.append(run.result)
+    stored = httpx.get(
+        f"{live_server.url}/api/v1/runs/{run_id}", headers=live_server.keys.read
+    ).json()["totals"]
+    # Host CPU and RAM once (rank 0), each GPU once (its own rank).
+    assert stored["cpu_kwh"] == pytest.approx(results[0].cpu_kwh) and results[1].cpu_kwh == 0
+    assert stored["gpu_kwh"] == pytest.approx(results[0].gpu_kwh + results[1].gpu_kwh)
+    assert stored["energy_samples"] == results[0].energy_samples + results[1].energy_samples
