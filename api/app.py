@@ -15,6 +15,7 @@ from greenaudit import __version__
 from greenaudit.settings import Settings
 
 from .analytics.routes import router as analytics_router
+from .codecarbon.routes import router as codecarbon_router
 from .dashboards.routes import install as install_dashboards
 from .datasets.routes import router as datasets_router
 from .db import make_engine, make_session_factory
@@ -77,7 +78,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.read_sessions = make_session_factory(engine, writer=False)
     app.state.write_sessions = make_session_factory(engine, writer=True)
     install_error_handlers(app)
-    for router in (projects_router, runs_router, datasets_router, totals_router, analytics_router):
+    for router in (
+        projects_router,
+        runs_router,
+        datasets_router,
+        totals_router,
+        analytics_router,
+        codecarbon_router,
+    ):
         app.include_router(router)
 
     install_dashboards(app)
