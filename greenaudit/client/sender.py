@@ -142,8 +142,8 @@ class RunSender:
                 unsent = True
             if close_now and not closing:
                 closing = True
-                if failures == 0:
-                    next_send = time.monotonic()  # deliver the rest at once
+                # The run is over and its user is waiting: try at once, backoff or not.
+                next_send = time.monotonic()
             if closing and self._client is None:
                 return
             now = time.monotonic()

@@ -175,3 +175,91 @@ def test_a_server_restart_during_a_run_loses_and_duplicates_nothing(database: st
     assert run["status"] == "finished"
     assert sorted(p["step"] for p in points) == list(range(1, report["steps"] + 1))
     assert len(energy) == report["energy_samples"] == run["totals"]["energy_samples"]
+
+
+class FlakyProxy:
+    """An HTTP proxy in front of the service that fails on demand: 'error' answers 500,
+    'slow' forwards only after the client has given up waiting, 'ok' forwards at once."""
+
+    def __init__(self, target: str) -> None:
+        import http.server
+        import threading
+
+        proxy = self
+        self.mode = "error"
+        self.seen = {"error": 0, "slow": 0, "ok": 0}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _relay(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                mode = proxy.mode
+                proxy.seen[mode] += 1
+                if mode == "error":
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if mode == "slow":
+                    time.sleep(3.5)  # past the client's timeout; the request still lands
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() in ("authorization", "content-type")
+                }
+                answer = httpx.request(
+                    self.command, target + self.path, content=body, headers=headers, timeout=30
+                )
+                try:
+                    self.send_response(answer.status_code)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(answer.content)))
+                    self.end_headers()
+                    self.wfile.write(answer.content)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up: it will send again
+
+            do_GET = do_POST = do_PATCH = _relay  # noqa: N815
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_errors_and_timeouts_for_a_while_lose_and_duplicate_nothing(database: str, tmp_path: Path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with serving(database, port, tmp_path / "serve.log"):
+        write, read = make_project(url)
+        proxy = FlakyProxy(url)
+        try:
+            training = subprocess.Popen(
+                [sys.executable, str(SCRIPT), "14"],
+                env=client_env(
+                    tmp_path,
+                    GREENAUDIT_URL=proxy.url,
+                    GREENAUDIT_API_KEY=write,
+                    GREENAUDIT_FLUSH_TIMEOUT_S="3",
+                ),
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            _, run_id, _ = training.stdout.readline().split()
+            time.sleep(6)  # 500s (the first delivery comes ~4 s in: detection, then 2 s)
+            proxy.mode = "slow"
+            time.sleep(4)  # answers arrive after the client stopped waiting
+            proxy.mode = "ok"
+            out, _ = training.communicate(timeout=180)
+        finally:
+            proxy.close()
+        report = json.loads(out.strip().splitlines()[-1])
+        run, points, energy = stored(url, run_id, read)
+    assert proxy.seen["error"] >= 1 and proxy.seen["slow"] >= 1
+    assert report["delivered"] is True and run["status"] == "finished"
+    assert sorted(p["step"] for p in points) == list(range(1, report["steps"] + 1))
+    assert len(energy) == report["energy_samples"] == run["totals"]["energy_samples"]
