@@ -376,28 +376,35 @@ def import_(
     path: Annotated[
         Optional[Path],
         typer.Argument(
-            help="A published-results CSV; default: "  # noqa: UP007
-            "the catalog shipped with greenaudit."
+            help="CodeCarbon's emissions.csv, or a "  # noqa: UP007
+            "published-results CSV; default: the "
+            "catalog shipped with greenaudit."
         ),
     ] = None,
     url: Url = None,
 ) -> None:
-    """Import published results as reference runs in the ``published`` project (admin token)."""
+    """Import CodeCarbon's emissions.csv (write key) or published results (admin token)."""
     from greenaudit.catalog import import_catalog, is_catalog
+    from greenaudit.codecarbon_csv import import_emissions_csv, is_emissions_csv
 
     settings = Settings()
     base = url or settings.url or "http://127.0.0.1:8000"
     if path is not None and not path.is_file():
         _fail(f"{path} is not a file")
-    if path is not None and not is_catalog(path):
-        _fail(
-            f"{path} is not a published-results CSV (columns model, task, dataset, metric, "
-            "value, params_m, gflops, source); CodeCarbon emissions.csv import is not "
-            "available yet"
-        )
-    if not settings.admin_token:
-        _fail("set GREENAUDIT_ADMIN_TOKEN to the service's admin token")
     try:
+        if path is not None and is_emissions_csv(path):
+            if not settings.api_key:
+                _fail("set GREENAUDIT_API_KEY to a write key of the project to import into")
+            count = import_emissions_csv(base, str(settings.api_key), path)
+            typer.echo(f"imported {count} CodeCarbon run(s) from {path}")
+            return
+        if path is not None and not is_catalog(path):
+            _fail(
+                f"{path} is neither CodeCarbon's emissions.csv nor a published-results CSV "
+                "(columns model, task, dataset, metric, value, params_m, gflops, source)"
+            )
+        if not settings.admin_token:
+            _fail("set GREENAUDIT_ADMIN_TOKEN to the service's admin token")
         count, read_key = import_catalog(base, str(settings.admin_token), path)
     except httpx.HTTPStatusError as error:
         _fail(f"the service refused: HTTP {error.response.status_code} {error.response.text}")

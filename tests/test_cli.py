@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -116,6 +117,40 @@ def test_curves_without_a_service_is_a_clear_error(monkeypatch: pytest.MonkeyPat
 def test_import_refuses_other_csv_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("GREENAUDIT_ADMIN_TOKEN", ADMIN_TOKEN)
     other = tmp_path / "emissions.csv"
-    other.write_text("timestamp,project_name,run_id,duration,emissions\n")
+    other.write_text("timestamp,project_name,duration\n")
     result = runner.invoke(app, ["import", str(other)])
-    assert result.exit_code == 2 and "not a published-results CSV" in result.output
+    assert result.exit_code == 2 and "neither CodeCarbon's emissions.csv" in result.output
+
+
+@pytest.mark.filterwarnings("ignore:The save_to_\\* parameters are deprecated")
+def test_import_of_codecarbons_emissions_csv(
+    live_server: LiveServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    from codecarbon import OfflineEmissionsTracker
+
+    tracker = OfflineEmissionsTracker(
+        country_iso_code="FRA",
+        output_dir=str(tmp_path),
+        save_to_file=True,
+        log_level="error",
+        allow_multiple_runs=True,
+        measure_power_secs=1,
+    )
+    tracker.start()
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        sum(range(10_000))
+    tracker.stop()
+    final = tracker.final_emissions_data
+    csv_path = tmp_path / "emissions.csv"
+    monkeypatch.setenv("GREENAUDIT_API_KEY", live_server.write_key)
+    for _ in range(2):  # importing twice changes nothing
+        result = runner.invoke(app, ["import", str(csv_path), "--url", live_server.url])
+        assert result.exit_code == 0, result.output
+        assert "imported 1 CodeCarbon run(s)" in result.output
+    runs = httpx.get(f"{live_server.url}/api/v1/runs", headers=live_server.keys.read).json()
+    assert runs["total"] == 1
+    totals = runs["items"][0]["totals"]
+    assert totals["energy_kwh"] == pytest.approx(final.energy_consumed, rel=1e-6)
+    assert totals["co2_kg"] == pytest.approx(final.emissions, rel=1e-6)
+    assert totals["methods"]["cpu"] == ["codecarbon"] and totals["energy_samples"] == 1
