@@ -1,0 +1,33 @@
+"""Keras 3: ``model.fit(..., callbacks=[GreenauditKerasCallback(model="mlp")])``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from .base import RunScope
+
+
+class GreenauditKerasCallback(keras.callbacks.Callback):  # type: ignore[misc]
+    """Measures ``fit``; logs its metrics (validation included) at each epoch end.
+
+    Takes the options of :func:`greenaudit.run`.
+    """
+
+    def __init__(self, **run_options: Any) -> None:
+        super().__init__()
+        self._scope = RunScope(**run_options)
+        self._step = 0
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        self._scope.begin(model=getattr(self.model, "name", None))
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self._step += 1
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        self._scope.log(self._step, epoch, logs or {})
+
+    def on_train_end(self, logs: Any = None) -> None:
+        self._scope.end()

@@ -1,0 +1,186 @@
+"""The framework callbacks on tiny CPU models: metrics per epoch, with the energy spent so far."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported anywhere
+
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from greenaudit.settings import Settings  # noqa: E402
+
+from ..conftest import LiveServer  # noqa: E402
+
+EPOCHS = 3
+# The frameworks' own deprecation chatter (numpy 2, pytree) is not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture
+def client_settings(live_server: LiveServer, tmp_path: Path) -> Settings:
+    from greenaudit.client.measure import warm_up_in_background
+
+    configured = Settings(
+        home=tmp_path,
+        url=live_server.url,
+        api_key=live_server.write_key,
+        measure_interval_s=0.1,
+        country="FRA",
+    )
+    # Energy is measured from the moment hardware is known; have that done before training.
+    warm_up_in_background(configured).wait(30)
+    return configured
+
+
+def data(n: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 8)).astype("float32")
+    y = (x[:, 0] + x[:, 1] > 0).astype("int64")
+    return x, y
+
+
+def the_run(live_server: LiveServer, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    runs = httpx.get(
+        f"{live_server.url}/api/v1/runs", params={"model": model}, headers=live_server.keys.read
+    ).json()
+    assert runs["total"] == 1, runs
+    run = runs["items"][0]
+    return run, httpx.get(
+        f"{live_server.url}/api/v1/runs/{run['id']}/metrics",
+        params={"limit": 1000},
+        headers=live_server.keys.read,
+    ).json()
+
+
+def energy_at_epochs(live_server: LiveServer, run_id: str, metric: str) -> list[float]:
+    curve = httpx.get(
+        f"{live_server.url}/api/v1/runs/{run_id}/returns",
+        params={"metric": metric},
+        headers=live_server.keys.read,
+    ).json()
+    assert curve["status"] == "ok", curve
+    return [p["energy_kwh"] for p in curve["curve"]]
+
+
+def test_lightning(client_settings: Settings, live_server: LiveServer):
+    import lightning as L  # noqa: N812
+
+    from greenaudit.integrations.lightning import GreenauditCallback
+
+    class Tiny(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(8, 2)
+
+        def training_step(self, batch: Any, _: int) -> Any:
+            x, y = batch
+            loss = torch.nn.functional.cross_entropy(self.layer(x), y)
+            self.log("train_loss", loss, on_epoch=True, on_step=False)
+            return loss
+
+        def validation_step(self, batch: Any, _: int) -> None:
+            x, y = batch
+            accuracy = (self.layer(x).argmax(1) == y).float().mean()
+            self.log("val_accuracy", accuracy)
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    x, y = data()
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.tensor(x), torch.tensor(y)), batch_size=32
+    )
+    trainer = L.Trainer(
+        max_epochs=EPOCHS,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[GreenauditCallback(model="tiny-lightning", settings=client_settings)],
+    )
+    trainer.fit(Tiny(), loader, loader)
+    run, points = the_run(live_server, "tiny-lightning")
+    assert run["status"] == "finished" and run["totals"]["energy_kwh"] > 0
+    accuracy = [p for p in points["items"] if p["name"] == "val_accuracy"]
+    assert [p["epoch"] for p in accuracy] == list(range(EPOCHS))
+    assert [p["step"] for p in accuracy] == [64 * (e + 1) for e in range(EPOCHS)]  # global step
+    energy = energy_at_epochs(live_server, run["id"], "val_accuracy")
+    assert energy == sorted(energy) and energy[-1] > 0
+
+
+def test_hugging_face_trainer(client_settings: Settings, live_server: LiveServer, tmp_path: Path):
+    from transformers import Trainer, TrainingArguments
+
+    from greenaudit.integrations.hf import GreenauditTrainerCallback
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(8, 2)
+
+        def forward(self, x: Any, labels: Any = None) -> dict[str, Any]:
+            logits = self.layer(x)
+            loss = torch.nn.functional.cross_entropy(logits, labels)
+            return {"loss": loss, "logits": logits}
+
+    x, y = data()
+    dataset = [{"x": torch.tensor(a), "labels": torch.tensor(b)} for a, b in zip(x, y, strict=True)]
+    arguments = TrainingArguments(
+        output_dir=str(tmp_path / "hf"),
+        num_train_epochs=EPOCHS,
+        per_device_train_batch_size=32,
+        eval_strategy="epoch",
+        logging_strategy="epoch",
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    Trainer(
+        model=Tiny(),
+        args=arguments,
+        train_dataset=dataset,
+        eval_dataset=dataset,
+        callbacks=[GreenauditTrainerCallback(model="tiny-hf", settings=client_settings)],
+    ).train()
+    run, points = the_run(live_server, "tiny-hf")
+    assert run["status"] == "finished" and run["totals"]["energy_kwh"] > 0
+    eval_loss = [p for p in points["items"] if p["name"] == "eval_loss"]
+    assert [p["epoch"] for p in eval_loss] == list(range(1, EPOCHS + 1))
+    assert [p["step"] for p in eval_loss] == [64 * e for e in range(1, EPOCHS + 1)]
+    energy = energy_at_epochs(live_server, run["id"], "eval_loss")
+    assert energy == sorted(energy) and energy[-1] > 0
+
+
+def test_keras(client_settings: Settings, live_server: LiveServer):
+    import keras
+
+    from greenaudit.integrations.keras import GreenauditKerasCallback
+
+    x, y = data()
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(
+        x,
+        y,
+        epochs=EPOCHS,
+        batch_size=32,
+        validation_split=0.25,
+        verbose=0,
+        callbacks=[GreenauditKerasCallback(model="tiny-keras", settings=client_settings)],
+    )
+    run, points = the_run(live_server, "tiny-keras")
+    assert run["status"] == "finished" and run["totals"]["energy_kwh"] > 0
+    accuracy = [p for p in points["items"] if p["name"] == "val_accuracy"]
+    assert [p["epoch"] for p in accuracy] == list(range(EPOCHS))
+    assert [p["step"] for p in accuracy] == [48 * (e + 1) for e in range(EPOCHS)]  # 1536/32
+    energy = energy_at_epochs(live_server, run["id"], "val_accuracy")
+    assert energy == sorted(energy) and energy[-1] > 0
