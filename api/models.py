@@ -172,6 +172,7 @@ class EnergySample(Base):
     gpu_method: Mapped[str | None] = mapped_column(String(16))
     ram_method: Mapped[str | None] = mapped_column(String(16))
     gpu_count: Mapped[int] = mapped_column(Integer, default=0)
+    gpu_util_pct: Mapped[float | None] = mapped_column(Float)
     co2_kg: Mapped[float] = mapped_column(Float)
     step: Mapped[int | None] = mapped_column(BigInteger)
 

@@ -215,6 +215,9 @@ class EnergySampleIn(WireModel):
     gpu_method: MeasurementMethod | None = None
     ram_method: MeasurementMethod | None = None
     gpu_count: SmallCount = 0
+    gpu_util_pct: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = Field(
+        default=None, description="mean GPU utilisation over the interval, percent"
+    )
     step: Count | None = None
 
     model_config = ConfigDict(

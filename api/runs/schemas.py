@@ -115,6 +115,7 @@ class EnergySampleOut(BaseModel):
     gpu_method: MeasurementMethod | None
     ram_method: MeasurementMethod | None
     gpu_count: int
+    gpu_util_pct: float | None
     co2_kg: float
     step: int | None
 

@@ -257,6 +257,8 @@ class EnergyMeter:
                 gpu_method=gpu.method.value,
                 gpu_count=gpu.device_count,
             )
+            if gpu.util_pct is not None:
+                sample["gpu_util_pct"] = gpu.util_pct
             energy += gpu.kwh
         if energy == 0.0 and duration_s < MIN_EMPTY_INTERVAL_S:
             return

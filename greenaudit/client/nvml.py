@@ -29,6 +29,7 @@ class GpuInterval:
     mean_w: float
     method: MeasurementMethod
     device_count: int
+    util_pct: float | None = None
 
 
 @dataclass
@@ -144,6 +145,7 @@ class NvmlGpuMeter:
         self._last_read = now
         total_kwh = 0.0
         integrated = False
+        utilisation = []
         for device in self._devices:
             try:
                 if device.has_counter:
@@ -157,6 +159,11 @@ class NvmlGpuMeter:
                     total_kwh += mean_w * elapsed / 3.6e6
                     device.last_mw = mw
                     integrated = True
+                try:
+                    rates = self._nvml.nvmlDeviceGetUtilizationRates(device.handle)
+                    utilisation.append(float(rates.gpu))
+                except Exception:  # some devices (vGPU, MIG) do not report it
+                    pass
             except Exception as error:
                 logger.warning("greenaudit: NVML read failed (%s); GPU energy not measured", error)
                 self.close()
@@ -166,6 +173,7 @@ class NvmlGpuMeter:
             mean_w=total_kwh * 3.6e6 / elapsed if elapsed > 0 else 0.0,
             method=MeasurementMethod.nvml_power if integrated else MeasurementMethod.nvml_counter,
             device_count=len(self._devices),
+            util_pct=sum(utilisation) / len(utilisation) if utilisation else None,
         )
 
     def close(self) -> None:

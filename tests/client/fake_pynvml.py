@@ -22,6 +22,7 @@ class FakeDevice:
     has_counter: bool = True
     # Added to the counter at every read, so a device "works" while a run is measured.
     mj_per_read: int = 0
+    utilisation_pct: int = 0
 
 
 def make_module(devices: list[FakeDevice], *, init_fails: bool = False) -> types.ModuleType:
@@ -61,6 +62,9 @@ def make_module(devices: list[FakeDevice], *, init_fails: bool = False) -> types
 
     def nvmlDeviceGetPowerUsage(device: FakeDevice) -> float:
         return device.power_mw
+
+    def nvmlDeviceGetUtilizationRates(device: FakeDevice) -> types.SimpleNamespace:
+        return types.SimpleNamespace(gpu=device.utilisation_pct, memory=0)
 
     for name, value in list(locals().items()):
         if name.startswith("nvml"):

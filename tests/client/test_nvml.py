@@ -35,6 +35,7 @@ def devices(monkeypatch: pytest.MonkeyPatch) -> list[FakeDevice]:
 
 
 def test_counter_energy_of_all_devices(devices: list[FakeDevice]):
+    devices[0].utilisation_pct, devices[1].utilisation_pct = 90, 30
     clock = Clock()
     meter = NvmlGpuMeter(clock)
     assert meter.start() and meter.device_count == 3 and meter.model == "NVIDIA H200"
@@ -47,6 +48,7 @@ def test_counter_energy_of_all_devices(devices: list[FakeDevice]):
     # 0.003 kWh = 10,800 J over 10 s = 1080 W for the three devices
     assert reading.mean_w == pytest.approx(1080.0, rel=1e-12)
     assert (reading.method, reading.device_count) == (MeasurementMethod.nvml_counter, 3)
+    assert reading.util_pct == pytest.approx(40.0)  # (90 + 30 + 0) / 3
     meter.close()
 
 
@@ -132,3 +134,35 @@ def test_mig_instances_are_selected_by_uuid(monkeypatch: pytest.MonkeyPatch):
     mig.energy_mj += 3_600_000
     reading = meter.read()
     assert reading is not None and reading.kwh == pytest.approx(0.001)
+
+
+def test_placement_from_torchrun_and_from_slurm():
+    from greenaudit.client.environment import placement
+
+    torchrun = placement({"RANK": "5", "LOCAL_RANK": "1", "WORLD_SIZE": "8"})
+    assert (torchrun.rank, torchrun.local_rank, torchrun.world_size) == (5, 1, 8)
+    slurm = placement(
+        {
+            "SLURM_PROCID": "3",
+            "SLURM_LOCALID": "3",
+            "SLURM_NTASKS": "4",
+            "SLURMD_NODENAME": "gpu-node-07",
+        }
+    )
+    assert (slurm.rank, slurm.local_rank, slurm.world_size, slurm.node) == (3, 3, 4, "gpu-node-07")
+    alone = placement({})
+    assert (alone.rank, alone.local_rank, alone.world_size) == (0, 0, 1)
+
+
+def test_codecarbons_cpu_modes_map_to_greenaudit_methods():
+    import types
+
+    from greenaudit.client.measure import _codecarbon_cpu_method
+
+    def tracker(mode: str) -> object:
+        cpu = type("CPU", (), {"_mode": mode})()
+        return types.SimpleNamespace(_hardware=[cpu])
+
+    assert _codecarbon_cpu_method(tracker("intel_rapl")) is MeasurementMethod.rapl
+    assert _codecarbon_cpu_method(tracker("constant")) is MeasurementMethod.tdp_estimate
+    assert _codecarbon_cpu_method(tracker("cpu_load")) is MeasurementMethod.codecarbon

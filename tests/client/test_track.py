@@ -445,3 +445,34 @@ def test_two_ranks_on_one_node_make_one_run_without_double_counting(
     assert stored["cpu_kwh"] == pytest.approx(results[0].cpu_kwh) and results[1].cpu_kwh == 0
     assert stored["gpu_kwh"] == pytest.approx(results[0].gpu_kwh + results[1].gpu_kwh)
     assert stored["energy_samples"] == results[0].energy_samples + results[1].energy_samples
+
+
+def test_nvml_that_cannot_start_leaves_the_run_measuring_the_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import sys
+
+    from .fake_pynvml import make_module
+
+    monkeypatch.setitem(sys.modules, "pynvml", make_module([], init_fails=True))
+    with greenaudit.run(settings=offline_settings(tmp_path)) as run:
+        busy(0.3)
+    assert run.result is not None and run.result.status == "finished"
+    assert run.result.gpu_kwh == 0 and "gpu" not in run.result.methods
+    assert run.result.cpu_kwh > 0
+
+
+def test_gpu_utilisation_is_recorded_with_each_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import sys
+
+    from .fake_pynvml import FakeDevice, make_module
+
+    gpu = FakeDevice("GPU-0", mj_per_read=360_000, utilisation_pct=87)
+    monkeypatch.setitem(sys.modules, "pynvml", make_module([gpu]))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    with greenaudit.run(settings=offline_settings(tmp_path)) as run:
+        busy(0.3)
+    energy = [o["body"] for o in spooled_ops(run.result.spool_path) if o["op"] == "energy"]
+    assert energy and {e["gpu_util_pct"] for e in energy} == {87.0}
