@@ -476,3 +476,42 @@ def test_gpu_utilisation_is_recorded_with_each_sample(
         busy(0.3)
     energy = [o["body"] for o in spooled_ops(run.result.spool_path) if o["op"] == "energy"]
     assert energy and {e["gpu_util_pct"] for e in energy} == {87.0}
+
+
+def test_nvml_failing_mid_run_keeps_what_was_measured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    import sys
+
+    from .fake_pynvml import FakeDevice, NVMLError, make_module
+
+    gpu = FakeDevice("GPU-0", mj_per_read=3_600_000)
+    module = make_module([gpu])
+    reads = {"n": 0}
+    counter = module.nvmlDeviceGetTotalEnergyConsumption
+
+    def failing_after_three(device: FakeDevice) -> int:
+        reads["n"] += 1
+        if reads["n"] > 3:
+            raise NVMLError("GPU has fallen off the bus")
+        return int(counter(device))
+
+    module.nvmlDeviceGetTotalEnergyConsumption = failing_after_three  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pynvml", module)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    from greenaudit.client.measure import warm_up_in_background
+
+    settings = offline_settings(tmp_path)
+    warm_up_in_background(settings).wait(30)  # so the meter samples during the loop
+    with caplog.at_level(logging.WARNING, logger="greenaudit"):
+        with greenaudit.run(settings=settings) as run:
+            busy(1.5)
+            run.log(step=1, accuracy=0.5)
+    assert run.result is not None and run.result.status == "finished"
+    # GPU energy measured before the failure is kept (0.001 kWh per good read); samples
+    # after it carry CPU and RAM only.
+    energy = [o["body"] for o in spooled_ops(run.result.spool_path) if o["op"] == "energy"]
+    gpu_kwh = [e.get("gpu_kwh") for e in energy]
+    assert gpu_kwh[0] == pytest.approx(0.001) and gpu_kwh[-1] is None
+    assert run.result.gpu_kwh == pytest.approx(sum(k for k in gpu_kwh if k is not None))
+    assert run.result.cpu_kwh > 0 and "NVML read failed" in caplog.text
