@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -72,11 +72,21 @@ def heartbeat(session: Session, caller: Principal, run_id: uuid.UUID) -> RunOut:
 
 
 def mark_crashed(session: Session, timeout_s: float) -> int:
-    """Mark running runs not heard from for ``timeout_s`` as crashed; returns how many."""
+    """Mark running runs not heard from for ``timeout_s`` as crashed; returns how many.
+
+    CodeCarbon's protocol has no finish: its quiet runs are ``finished`` at their last report.
+    """
     cutoff = utcnow() - timedelta(seconds=timeout_s)
+    quiet = (Run.status == RunStatus.running.value, Run.last_seen_at < cutoff)
+    from_codecarbon = Run.group_name.like("codecarbon:%")
+    session.execute(
+        update(Run)
+        .where(*quiet, from_codecarbon)
+        .values(status=RunStatus.finished.value, ended_at=Run.last_seen_at)
+    )
     result = session.execute(
         update(Run)
-        .where(Run.status == RunStatus.running.value, Run.last_seen_at < cutoff)
+        .where(*quiet, or_(Run.group_name.is_(None), ~from_codecarbon))  # NULL is not LIKE
         .values(status=RunStatus.crashed.value)
     )
     return int(getattr(result, "rowcount", 0) or 0)

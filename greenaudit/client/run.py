@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import itertools
 import logging
 import math
 import operator
@@ -51,11 +52,29 @@ SETTABLE = frozenset(
     }
 )
 TEXT_FACTS = frozenset({"dataset", "dataset_version"})
+JOB_NAMESPACE = uuid.UUID("9a3e7c41-2f6d-4b8a-8c1e-5d0f7b3a2e64")
+_job_runs = itertools.count()
+_job_runs_lock = threading.Lock()
 MAX_COUNTER = 2**63 - 1
 _current: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
     "greenaudit_run", default=None
 )
 _warned: set[str] = set()
+
+
+def _job_run_id() -> str | None:
+    """A run id every rank of a distributed job derives alike, so they report into one run."""
+    if environment.placement().world_size <= 1:
+        return None
+    job = os.environ.get("TORCHELASTIC_RUN_ID")
+    if not job and os.environ.get("SLURM_JOB_ID"):
+        job = f"slurm-{os.environ['SLURM_JOB_ID']}.{os.environ.get('SLURM_STEP_ID', '0')}"
+    if not job:
+        return None
+    # Every rank starts its runs in the same order: the n-th run of each rank is one run.
+    with _job_runs_lock:
+        number = next(_job_runs)
+    return str(uuid.uuid5(JOB_NAMESPACE, f"{job}.{number}"))
 
 
 def _counter(value: Any, name: str) -> int | None:
@@ -169,7 +188,7 @@ class Run:
         settings: Settings | None = None,
         **meta: Any,
     ) -> None:
-        self.id = str(run_id or uuid.uuid4())
+        self.id = str(run_id or _job_run_id() or uuid.uuid4())
         self._fields: dict[str, Any] = {
             "project": project,
             "model": model,
@@ -220,7 +239,10 @@ class Run:
         self._settings = settings
         self._placement = environment.placement()
         self._spool = RunSpool(
-            settings.spool_path, self.id, max_bytes=int(settings.spool_max_mb * 1024 * 1024)
+            settings.spool_path,
+            self.id,
+            max_bytes=int(settings.spool_max_mb * 1024 * 1024),
+            rank=self._placement.rank,
         )
         self._ready = threading.Event()
         self._carbon = CarbonIntensity(0.0, "unknown", settings.country)
@@ -365,6 +387,8 @@ class Run:
         """
         if not self._active or self._finished:
             return
+        if self._placement.rank != 0:
+            return  # one run, one set of curves: rank 0 logs the metrics, every rank its energy
         try:
             epoch = _counter(epoch, "epoch")
             step = _counter(step, "step") if step is not None else epoch

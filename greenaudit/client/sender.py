@@ -85,7 +85,11 @@ class RunSender:
 
     def _run(self) -> None:
         try:
-            self._ready.wait(READY_WAIT_S)
+            # Wait for hardware detection, but not past the run's end: the run must be spooled.
+            deadline = time.monotonic() + READY_WAIT_S
+            while not self._ready.wait(0.05):
+                if self._wake.is_set() or time.monotonic() > deadline:
+                    break
             self._write([SpooledOp("create_run", self._make_create_body())])
             if self._settings.url and self._settings.api_key:
                 try:
@@ -150,7 +154,9 @@ class RunSender:
             if self._client is not None and unsent and now >= next_send:
                 try:
                     complete, rejected = deliver(self._spool, self._client)
-                except TransientError as error:
+                except (TransientError, OSError, ValueError) as error:
+                    # Unreachable service, or a spool that could not be read or updated: keep
+                    # draining and spooling, and try again later.
                     failures += 1
                     self.last_error = str(error)
                     self._warn_once(
@@ -163,14 +169,20 @@ class RunSender:
                 else:
                     failures, unsent = 0, False
                     self._created = True
-                    self._spool.compact()
+                    try:
+                        self._spool.compact()
+                    except OSError:
+                        pass  # a spool that cannot be cut only grows; nothing is lost
                     self._rejected += rejected
                     if complete:
                         self.delivered = self._rejected == 0
-                        if self.delivered:
-                            self._spool.remove()
-                        else:
-                            self.last_error = f"{self._rejected} request(s) rejected"
+                        # Everything was sent; what the service refused is in .rejected.
+                        self._spool.remove()
+                        if not self.delivered:
+                            self.last_error = (
+                                f"{self._rejected} request(s) rejected, kept in "
+                                f"{self._spool.rejected_path}"
+                            )
                         return
             if now >= next_send:
                 next_send = now + SEND_INTERVAL_S

@@ -8,12 +8,15 @@ idempotent on the service, so the acknowledged count only has to be a lower boun
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+RANK_MARK = ".rank"
 
 
 @dataclass(frozen=True)
@@ -30,14 +33,33 @@ class SpooledOp:
 class RunSpool:
     """The spool files of one run."""
 
-    def __init__(self, folder: Path, run_id: str, max_bytes: int | None = None) -> None:
+    def __init__(
+        self, folder: Path, run_id: str, max_bytes: int | None = None, rank: int = 0
+    ) -> None:
         self.folder = folder
         self.run_id = run_id
         self.max_bytes = max_bytes
         self._size = 0
-        self.path = folder / f"{run_id}.jsonl"
-        self._acked_path = folder / f"{run_id}.acked"
+        # Each rank of a distributed run keeps its own files: they share the run, not the spool.
+        name = run_id if rank == 0 else f"{run_id}{RANK_MARK}{rank}"
+        self.path = folder / f"{name}.jsonl"
+        self._acked_path = folder / f"{name}.acked"
         self._handle: Any = None
+
+    def lock(self) -> bool:
+        """Hold the spool for this process, so ``greenaudit flush`` leaves a live run alone.
+
+        Returns False when another process holds it.
+        """
+        if self._handle is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+            self._size = self.path.stat().st_size
+        try:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        return True
 
     def append(self, ops: list[SpooledOp]) -> tuple[int, int]:
         """Append operations and hand them to the OS, so a killed process keeps them.
@@ -46,9 +68,7 @@ class RunSpool:
         at ``max_bytes``). Raises ``OSError`` when the spool cannot be written at all.
         """
         if self._handle is None:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
-            self._size = self.path.stat().st_size
+            self.lock()
         lines, skipped, dropped = [], 0, 0
         for op in ops:
             try:
@@ -110,8 +130,11 @@ class RunSpool:
                 for line in handle:
                     if not line.endswith("\n"):
                         break
-                    record = json.loads(line)
-                    ops.append(SpooledOp(record["op"], record["body"]))
+                    try:
+                        record = json.loads(line)
+                        ops.append(SpooledOp(record["op"], record["body"]))
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a line torn by a killed process: the rest still counts
         except FileNotFoundError:
             pass
         return ops
@@ -138,14 +161,24 @@ class MemorySpool(RunSpool):
     The run is still sent; only a crash of the process can lose it.
     """
 
-    def __init__(self, folder: Path, run_id: str, ops: list[SpooledOp]) -> None:
+    def __init__(
+        self, folder: Path, run_id: str, ops: list[SpooledOp], max_items: int = 1_000_000
+    ) -> None:
         super().__init__(folder, run_id)
         self._ops = list(ops)
         self._acked = 0
+        self._max_items = max_items
+
+    def lock(self) -> bool:
+        return True
 
     def append(self, ops: list[SpooledOp]) -> tuple[int, int]:
-        self._ops.extend(ops)
-        return 0, 0
+        room = max(self._max_items - (len(self._ops) - self._acked), 0)
+        essential = [o for o in ops if o.op in ("create_run", "finish_run", "end_rank")]
+        rest = [o for o in ops if o.op not in ("create_run", "finish_run", "end_rank")]
+        kept = rest[:room]
+        self._ops.extend(kept + essential)
+        return 0, len(rest) - len(kept)
 
     def compact(self) -> None:
         self._ops = self._ops[self._acked :]
@@ -175,8 +208,9 @@ def _modified(path: Path) -> float:
 
 
 def spooled_runs(folder: Path) -> Iterator[RunSpool]:
-    """The runs that have a spool in ``folder``, oldest first."""
+    """The spools in ``folder`` (one per run and rank), oldest first."""
     if not folder.is_dir():
         return
     for path in sorted(folder.glob("*.jsonl"), key=_modified):
-        yield RunSpool(folder, path.stem)
+        run_id, _, rank = path.stem.partition(RANK_MARK)
+        yield RunSpool(folder, run_id, rank=int(rank) if rank.isdigit() else 0)

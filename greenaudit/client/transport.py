@@ -147,9 +147,12 @@ def deliver(spool: RunSpool, client: ServiceClient) -> tuple[bool, int]:
     rejected = client.send(spool.run_id, pending) if pending else []
     if rejected:
         path = spool.rejected_path
-        with open(path, "a", encoding="utf-8") as handle:
-            for reason, body in rejected:
-                handle.write(json.dumps({"reason": reason, "body": body}) + "\n")
+        try:
+            with open(path, "a", encoding="utf-8") as handle:
+                for reason, body in rejected:
+                    handle.write(json.dumps({"reason": reason, "body": body}) + "\n")
+        except OSError as error:
+            logger.error("greenaudit: could not keep the rejected requests in %s (%s)", path, error)
         logger.error(
             "greenaudit: the service rejected %d request(s) of run %s, first: %s. "
             "They are kept in %s",
@@ -174,6 +177,9 @@ def flush_spool(folder: Path, settings: Settings) -> tuple[int, int]:
     completed = pending = 0
     try:
         for spool in spooled_runs(folder):
+            if not spool.lock():
+                pending += 1  # its process is still running and sends it itself
+                continue
             for attempt in range(1, 4):
                 try:
                     finished, _ = deliver(spool, client)
@@ -187,6 +193,7 @@ def flush_spool(folder: Path, settings: Settings) -> tuple[int, int]:
                 spool.remove()
                 completed += 1
             else:
+                spool.close()
                 pending += 1
     finally:
         client.close()

@@ -28,7 +28,12 @@ class GreenauditTrainerCallback(TrainerCallback):
         self._latest.update(logs or {})
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        metrics = {k: v for k, v in self._latest.items() if k not in ("epoch", "step")}
+        # Evaluation metrics are logged by on_evaluate, which comes after this for the epoch.
+        metrics = {
+            k: v
+            for k, v in self._latest.items()
+            if k not in ("epoch", "step") and not k.startswith("eval_")
+        }
         self._scope.log(state.global_step, round(state.epoch or 0), metrics)
 
     def on_evaluate(

@@ -104,3 +104,22 @@ def test_emissions_for_an_unknown_run_are_404(
         },
     )
     assert response.status_code == 404
+
+
+def test_quiet_codecarbon_runs_end_finished_not_crashed(
+    client: TestClient, project: ProjectKeys, engine
+):  # type: ignore[no-untyped-def]
+    from greenaudit.api.db import make_session_factory
+    from greenaudit.api.runs.service import mark_crashed
+
+    write_key = project.write["Authorization"].split()[1]
+    created = client.post(
+        "/codecarbon/runs",
+        headers={"x-api-token": write_key},
+        json={"timestamp": "2026-12-01T10:00:00Z", "experiment_id": str(uuid.uuid4())},
+    ).json()
+    time.sleep(1.1)
+    with make_session_factory(engine, writer=True)() as session, session.begin():
+        mark_crashed(session, timeout_s=1.0)
+    run = client.get(f"/api/v1/runs/{created['id']}", headers=project.read).json()
+    assert run["status"] == "finished"  # CodeCarbon's protocol has no finish call

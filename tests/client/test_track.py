@@ -515,3 +515,40 @@ def test_nvml_failing_mid_run_keeps_what_was_measured(
     assert gpu_kwh[0] == pytest.approx(0.001) and gpu_kwh[-1] is None
     assert run.result.gpu_kwh == pytest.approx(sum(k for k in gpu_kwh if k is not None))
     assert run.result.cpu_kwh > 0 and "NVML read failed" in caplog.text
+
+
+def test_ranks_of_one_job_derive_one_run_and_keep_separate_spools(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", f"job-{uuid.uuid4()}")
+    runs = []
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("LOCAL_RANK", str(rank))
+        # A fresh counter per "process": each rank's first run.
+        monkeypatch.setattr("greenaudit.client.run._job_runs", __import__("itertools").count())
+        with greenaudit.run(settings=offline_settings(tmp_path)) as run:
+            run.log(step=1, loss=0.5)
+        runs.append(run)
+    assert runs[0].id == runs[1].id
+    paths = [Path(r.result.spool_path) for r in runs]
+    assert [p.name for p in paths] == [f"{runs[0].id}.jsonl", f"{runs[0].id}.rank1.jsonl"]
+    ops = [[o["op"] for o in spooled_ops(str(p))] for p in paths]
+    assert ops[0][-1] == "finish_run" and "metric" in ops[0]
+    assert ops[1][-1] == "end_rank" and "metric" not in ops[1]  # rank 0 logs the curves
+
+
+def test_flush_leaves_a_live_run_to_its_own_process(tmp_path: Path, live_server: LiveServer):
+    settings = offline_settings(tmp_path)
+    online = settings.model_copy(update={"url": live_server.url, "api_key": live_server.write_key})
+    live = greenaudit.run(settings=settings).start()
+    try:
+        live.log(step=1, loss=0.5)
+        time.sleep(1.0)  # the sender spools it (and holds the spool)
+        before = live._spool.path.read_text()
+        assert flush_spool(settings.spool_path, online) == (0, 1)
+        assert live._spool.path.read_text().startswith(before)
+    finally:
+        live.finish()
+    assert flush_spool(settings.spool_path, online) == (1, 0)
