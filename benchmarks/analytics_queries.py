@@ -19,18 +19,15 @@ import io
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import httpx
 import numpy as np
 import psycopg
+from common import fresh_database, libpq, serving
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import make_url
 
 from greenaudit.api.analytics import repository
 from greenaudit.api.auth import hash_key, new_key
@@ -39,14 +36,7 @@ from greenaudit.api.migrate import upgrade
 from greenaudit.api.runs.schemas import RunFilters
 from greenaudit.settings import Settings
 
-POSTGRES_URL = os.environ.get(
-    "GREENAUDIT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-
-
-def libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def copy_rows(
@@ -239,12 +229,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the database, print its URL")
     args = parser.parse_args()
 
-    name = f"greenaudit_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(libpq(POSTGRES_URL), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    server = None
-    try:
+    with fresh_database(keep=args.keep) as url:
         engine = make_engine(Settings(database_url=url))
         upgrade(engine)
         engine.dispose()
@@ -254,25 +239,6 @@ def main() -> None:
             f"seeded {args.runs} runs and a run of {args.points} points in "
             f"{time.perf_counter() - started:.0f} s"
         )
-        server = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("greenaudit")),
-                "serve",
-                "--port",
-                str(args.port),
-                "--database-url",
-                url,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{args.port}"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
         headers = {"Authorization": f"Bearer {key}"}
         requests = {
             f"diminishing-returns, {args.runs} runs (x=energy_kwh, target 0.95)": (
@@ -295,7 +261,10 @@ def main() -> None:
         )
         print("| request | median s | min s | max s | answer |")
         print("| --- | --- | --- | --- | --- |")
-        with httpx.Client(base_url=base, headers=headers, timeout=120) as http:
+        with (
+            serving(args.port, url) as base,
+            httpx.Client(base_url=base, headers=headers, timeout=120) as http,
+        ):
             for label, (path, params) in requests.items():
                 http.get(path, params=params).raise_for_status()  # warm-up
                 times, body = [], {}
@@ -319,15 +288,6 @@ def main() -> None:
                 )
         print()
         print("\n".join(explain(url, key, big)))
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(10)
-        if args.keep:
-            print(f"kept: {url}")
-        else:
-            with psycopg.connect(libpq(POSTGRES_URL), autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

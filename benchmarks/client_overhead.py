@@ -24,14 +24,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import argparse  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
+from common import serving  # noqa: E402
 
 import greenaudit  # noqa: E402
 from greenaudit.client.measure import warm_up_in_background  # noqa: E402
@@ -50,28 +49,14 @@ def workload(steps: int, run: greenaudit.Run | None, matrix: np.ndarray) -> floa
     return (time.perf_counter() - started) / steps
 
 
-def start_service(home: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
-    env = {**os.environ, "GREENAUDIT_ADMIN_TOKEN": ADMIN, "GREENAUDIT_HOME": str(home)}
-    exe = str(Path(sys.executable).with_name("greenaudit"))
-    server = subprocess.Popen(
-        [exe, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+def write_key(url: str) -> str:
+    return str(
+        httpx.post(
+            f"{url}/api/v1/projects",
+            json={"name": "bench"},
+            headers={"Authorization": f"Bearer {ADMIN}"},
+        ).json()["write_key"]["key"]
     )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/healthz").status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    key = httpx.post(
-        f"{url}/api/v1/projects",
-        json={"name": "bench"},
-        headers={"Authorization": f"Bearer {ADMIN}"},
-    ).json()["write_key"]["key"]
-    return server, key
 
 
 def measure(
@@ -115,27 +100,21 @@ def main() -> None:
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="greenaudit-bench-"))
-    server, key = start_service(home / "service", args.port)
     offline = Settings(home=home / "offline", url=None, api_key=None, measure_interval_s=1.0)
-    online = Settings(
-        home=home / "online",
-        url=f"http://127.0.0.1:{args.port}",
-        api_key=key,
-        measure_interval_s=1.0,
-    )
     warm_up_in_background(offline).wait(30)
     rng = np.random.default_rng(0)
     # (label, matrix size, steps): a tiny step where logging is the whole cost, and a step of
     # a few milliseconds, still shorter than most real optimizer steps.
     workloads = [("tiny step", 32, 20_000), ("~3 ms step", 448, 1_000)]
     results = {}
-    try:
+    service_env = {"GREENAUDIT_ADMIN_TOKEN": ADMIN, "GREENAUDIT_HOME": str(home / "service")}
+    with serving(args.port, env=service_env) as url:
+        online = Settings(
+            home=home / "online", url=url, api_key=write_key(url), measure_interval_s=1.0
+        )
         for label, size, steps in workloads:
             matrix = rng.standard_normal((size, size)) / np.sqrt(size)
             results[label] = (steps, measure(steps, args.trials, matrix, offline, online))
-    finally:
-        server.terminate()
-        server.wait(10)
 
     with greenaudit.run(model="bench", settings=offline) as run:
         calls = 100_000

@@ -16,36 +16,25 @@ import io
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
-import httpx
 import psycopg
+from common import fresh_database, libpq, serving
 from playwright.sync_api import sync_playwright
-from sqlalchemy.engine import make_url
 
 from greenaudit.api.auth import hash_key, new_key
 from greenaudit.api.db import make_engine
 from greenaudit.api.migrate import upgrade
 from greenaudit.settings import Settings
 
-POSTGRES_URL = os.environ.get(
-    "GREENAUDIT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 CHROMIUM = os.environ.get("GREENAUDIT_TEST_CHROMIUM", "/usr/bin/chromium")
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 DRAWN = """() => {
   const plots = Array.from(document.querySelectorAll("div.plot"));
   return plots.length > 0 && plots.every(d => d._fullLayout && d.querySelector(".main-svg"));
 }"""
-
-
-def libpq(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def seed(url: str, samples: int) -> tuple[str, str]:
@@ -121,12 +110,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8793)
     args = parser.parse_args()
 
-    name = f"greenaudit_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(libpq(POSTGRES_URL), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    server = None
-    try:
+    with fresh_database() as url:
         engine = make_engine(Settings(database_url=url))
         upgrade(engine)
         engine.dispose()
@@ -136,28 +120,9 @@ def main() -> None:
             f"seeded a run of {args.samples} energy samples in "
             f"{time.perf_counter() - started:.0f} s"
         )
-        server = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("greenaudit")),
-                "serve",
-                "--port",
-                str(args.port),
-                "--database-url",
-                url,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{args.port}"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        page_url = f"{base}/dashboards/runs/{run_id}"
         interactive, first_byte = [], []
-        with sync_playwright() as driver:
+        with serving(args.port, url) as base, sync_playwright() as driver:
+            page_url = f"{base}/dashboards/runs/{run_id}"
             browser = driver.chromium.launch(
                 executable_path=CHROMIUM,
                 args=[
@@ -204,12 +169,6 @@ def main() -> None:
                 f"| {label} | {statistics.median(values):.3f} | {min(values):.3f} | "
                 f"{max(values):.3f} |"
             )
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(10)
-        with psycopg.connect(libpq(POSTGRES_URL), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":
