@@ -37,6 +37,18 @@ from greenaudit.api.runs.schemas import RunFilters
 from greenaudit.settings import Settings
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+ENERGY_SAMPLE_COLUMNS = [
+    "run_id",
+    "rank",
+    "seq",
+    "t_start",
+    "t_end",
+    "duration_s",
+    "cpu_kwh",
+    "cpu_method",
+    "gpu_count",
+    "co2_kg",
+]
 
 
 def copy_rows(
@@ -119,23 +131,7 @@ def seed(url: str, runs: int, points: int) -> tuple[str, str]:
             ],
             run_rows,
         )
-        copy_rows(
-            connection,
-            "energy_sample",
-            [
-                "run_id",
-                "rank",
-                "seq",
-                "t_start",
-                "t_end",
-                "duration_s",
-                "cpu_kwh",
-                "cpu_method",
-                "gpu_count",
-                "co2_kg",
-            ],
-            energy_rows,
-        )
+        copy_rows(connection, "energy_sample", ENERGY_SAMPLE_COLUMNS, energy_rows)
         copy_rows(
             connection, "metric_point", ["run_id", "name", "step", "value", "time"], point_rows
         )
@@ -155,23 +151,7 @@ def seed(url: str, runs: int, points: int) -> tuple[str, str]:
         copy_rows(
             connection, "metric_point", ["run_id", "name", "step", "value", "time"], big_points
         )
-        copy_rows(
-            connection,
-            "energy_sample",
-            [
-                "run_id",
-                "rank",
-                "seq",
-                "t_start",
-                "t_end",
-                "duration_s",
-                "cpu_kwh",
-                "cpu_method",
-                "gpu_count",
-                "co2_kg",
-            ],
-            big_energy,
-        )
+        copy_rows(connection, "energy_sample", ENERGY_SAMPLE_COLUMNS, big_energy)
         # COPY bypasses ingestion, so fill the running totals it would have kept.
         connection.execute(
             "INSERT INTO run_energy_totals (run_id, cpu_kwh, gpu_kwh, ram_kwh, co2_kg, "
