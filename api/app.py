@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.engine = engine
     app.state.read_sessions = make_session_factory(engine, writer=False)
     app.state.write_sessions = make_session_factory(engine, writer=True)
+    app.state.write_gate = asyncio.Lock() if engine.dialect.name == "sqlite" else None
     install_error_handlers(app)
     for router in (
         projects_router,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import Forbidden, Unauthorized
@@ -24,6 +24,11 @@ from .models import ApiKey, utcnow
 KEY_MARK = "ga"
 # last_used_at is refreshed at most this often, so reads do not each cost a write.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+# Every request runs this lookup, so it is built once and fetches plain columns, not an object.
+_key = ApiKey.__table__.c
+KEY_BY_PREFIX = select(
+    _key.id, _key.project_id, _key.secret_hash, _key.scope, _key.revoked_at, _key.last_used_at
+).where(_key.prefix == bindparam("prefix"))
 
 
 class Scope(str, Enum):
@@ -72,7 +77,7 @@ def authenticate_key(session: Session, key: str) -> tuple[Principal, bool]:
     parts = key.split("_")
     if len(parts) < 3 or parts[0] != KEY_MARK:
         raise Unauthorized("malformed API key")
-    row = session.scalar(select(ApiKey).where(ApiKey.prefix == parts[1]))
+    row = session.execute(KEY_BY_PREFIX, {"prefix": parts[1]}).one_or_none()
     # Hash even when no row is found, so timing does not tell which prefixes exist.
     expected = row.secret_hash if row is not None else hash_key("")
     if not hmac.compare_digest(hash_key(key), expected) or row is None:

@@ -44,10 +44,14 @@ def fresh_database(keep: bool = False) -> Iterator[str]:
 
 @contextmanager
 def serving(
-    port: int, database_url: str | None = None, env: dict[str, str] | None = None
+    port: int,
+    database_url: str | None = None,
+    env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Iterator[str]:
     """`greenaudit serve` in its own process until the block ends; yields its base URL."""
     command = [str(Path(sys.executable).with_name("greenaudit")), "serve", "--port", str(port)]
+    command += ["--workers", str(workers)]
     if database_url:
         command += ["--database-url", database_url]
     server = subprocess.Popen(

@@ -85,6 +85,15 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     database_url: DatabaseUrl = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes. Several pay off on PostgreSQL; SQLite takes one writer at "
+            "a time.",
+        ),
+    ] = 1,
 ) -> None:
     """Apply migrations, then serve the API and dashboards."""
     import uvicorn
@@ -98,7 +107,12 @@ def serve(
     if not settings.admin_token:
         typer.echo("GREENAUDIT_ADMIN_TOKEN is unset: projects cannot be created until it is.")
     uvicorn.run(
-        "greenaudit.api.app:create_app", factory=True, host=host, port=port, log_level="info"
+        "greenaudit.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
     )
 
 

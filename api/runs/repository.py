@@ -3,11 +3,34 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    DateTime,
+    Dialect,
+    Float,
+    Integer,
+    Select,
+    String,
+    Table,
+    TypeDecorator,
+    Uuid,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.types import TypeEngine
 
 from ..models import (
     EnergySample,
@@ -104,23 +127,22 @@ def methods_by_run(
 
 
 def stored_samples(
-    run_id: uuid.UUID, ranks: set[int], seq_min: int, seq_max: int
+    run_id: uuid.UUID, keys: Sequence[tuple[int, int]]
 ) -> Select[tuple[EnergySample]]:
-    """Samples of a run that a batch covering these ranks and seqs could collide with."""
+    """The stored samples of a run among these (rank, seq) keys, and some neighbours."""
     return select(EnergySample).where(
         EnergySample.run_id == run_id,
-        EnergySample.rank.in_(ranks),
-        EnergySample.seq.between(seq_min, seq_max),
+        EnergySample.rank.in_({rank for rank, _ in keys}),
+        EnergySample.seq.between(min(seq for _, seq in keys), max(seq for _, seq in keys)),
     )
 
 
-def stored_points(
-    run_id: uuid.UUID, names: set[str], step_min: int, step_max: int
-) -> Select[tuple[MetricPoint]]:
+def stored_points(run_id: uuid.UUID, keys: Sequence[tuple[str, int]]) -> Select[tuple[MetricPoint]]:
+    """The stored points of a run among these (name, step) keys, and some neighbours."""
     return select(MetricPoint).where(
         MetricPoint.run_id == run_id,
-        MetricPoint.name.in_(names),
-        MetricPoint.step.between(step_min, step_max),
+        MetricPoint.name.in_({name for name, _ in keys}),
+        MetricPoint.step.between(min(step for _, step in keys), max(step for _, step in keys)),
     )
 
 
@@ -139,31 +161,234 @@ def metric_series(run_id: uuid.UUID, name: str | None) -> Select[tuple[MetricPoi
     return query.order_by(MetricPoint.name, MetricPoint.step)
 
 
-def _upsert(session: Session, table: Any) -> Any:
-    dialect = session.get_bind().dialect.name
+# Ingestion runs the same few statements for every batch. They are built once per dialect, with
+# their values bound at execution, so SQLAlchemy compiles each once and reuses it; building them
+# per batch cost more than the inserts themselves.
+TOTAL_COLUMNS = ("cpu_kwh", "gpu_kwh", "ram_kwh", "co2_kg", "gpu_seconds", "samples")
+
+# Table columns rather than ORM attributes keep these statements off the ORM's execution path.
+_run = Run.__table__.c
+RUN_FOR_INGEST = select(
+    _run.id,
+    _run.project_id,
+    _run.carbon_intensity_g_per_kwh,
+    _run.carbon_intensity_source,
+    _run.pue,
+    _run.hardware,
+    _run.last_seen_at,
+).where(_run.id == bindparam("run_id"))
+RUN_SEEN = (
+    update(Run.__table__)
+    .where(_run.id == bindparam("run_id"))
+    .values(last_seen_at=bindparam("now"))
+)
+SAMPLES_OF_RUN = select(RunEnergyTotals.__table__.c.samples).where(
+    RunEnergyTotals.__table__.c.run_id == bindparam("run_id")
+)
+
+
+def _dialect_insert(dialect: str, table: Any) -> Any:
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return dialect_insert(table)
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
-def _greatest(session: Session, a: Any, b: Any) -> Any:
+def _greatest(dialect: str, a: Any, b: Any) -> Any:
     # PostgreSQL's greatest/least are SQLite's two-argument max/min.
-    if session.get_bind().dialect.name == "postgresql":
-        return func.greatest(a, b)
-    return func.max(a, b)
+    return func.greatest(a, b) if dialect == "postgresql" else func.max(a, b)
 
 
-def _least(session: Session, a: Any, b: Any) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        return func.least(a, b)
-    return func.min(a, b)
+def _least(dialect: str, a: Any, b: Any) -> Any:
+    return func.least(a, b) if dialect == "postgresql" else func.min(a, b)
+
+
+@cache
+def _add_totals(dialect: str) -> Any:
+    table = RunEnergyTotals.__table__
+    statement = _dialect_insert(dialect, table)
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.run_id],
+        set_={name: table.c[name] + statement.excluded[name] for name in TOTAL_COLUMNS},
+    )
+
+
+@cache
+def _add_methods(dialect: str) -> Any:
+    return _dialect_insert(dialect, RunMethod.__table__).on_conflict_do_nothing()
+
+
+@cache
+def _add_metric_stats(dialect: str) -> Any:
+    table = RunMetricStats.__table__
+    statement = _dialect_insert(dialect, table)
+    new = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.run_id, table.c.name],
+        set_={
+            "min_value": _least(dialect, table.c.min_value, new.min_value),
+            "max_value": _greatest(dialect, table.c.max_value, new.max_value),
+            "first_step": _least(dialect, table.c.first_step, new.first_step),
+            "last_step": _greatest(dialect, table.c.last_step, new.last_step),
+            "points": table.c.points + new.points,
+        },
+    )
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+# The binary COPY type of each column type ingestion writes on PostgreSQL.
+_COPY_TYPES: tuple[tuple[type[TypeEngine[Any]], str], ...] = (
+    (Uuid, "uuid"),
+    (BigInteger, "int8"),
+    (Integer, "int4"),
+    (Float, "float8"),
+    (String, "text"),
+    (DateTime, "timestamptz"),
+)
+
+
+def _copy_type(column: Column[Any]) -> str:
+    column_type = column.type
+    if isinstance(column_type, TypeDecorator):
+        column_type = column_type.impl_instance
+    return next(name for kind, name in _COPY_TYPES if isinstance(column_type, kind))
+
+
+@dataclass(frozen=True)
+class _BulkInsert:
+    """The driver-level statements that store a batch of one table's rows.
+
+    PostgreSQL: a binary ``COPY`` into a temporary staging table (the fastest way in), then one
+    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING`` of the keys it stored; COPY alone
+    cannot skip rows already stored. SQLite: one ``executemany`` of a prepared INSERT.
+    """
+
+    columns: list[str]
+    insert: str
+    stage: str = ""
+    copy: str = ""
+    copy_types: tuple[str, ...] = ()
+
+
+@cache
+def _bulk_insert(table: Table, dialect: Dialect, key: tuple[str, str]) -> _BulkInsert:
+    quote = dialect.identifier_preparer.quote
+    columns = [c for c in table.c if c.name != "id"]
+    names = ", ".join(quote(c.name) for c in columns)
+    conflict = f"ON CONFLICT ({quote('run_id')}, {quote(key[0])}, {quote(key[1])}) DO NOTHING"
+    if dialect.name != "postgresql":
+        marks = ", ".join("?" for _ in columns)
+        return _BulkInsert(
+            columns=[c.name for c in columns],
+            insert=f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks}) {conflict}",
+        )
+    stage = quote(f"{table.name}_stage")
+    return _BulkInsert(
+        columns=[c.name for c in columns],
+        # Per connection, emptied at each commit. Created in every transaction that needs it,
+        # since one rolled back would take a table it created along.
+        stage=f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} "
+        f"(LIKE {quote(table.name)} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+        copy=f"COPY {stage} ({names}) FROM STDIN (FORMAT BINARY)",
+        copy_types=tuple(_copy_type(c) for c in columns),
+        # In key order, so that concurrent batches lock the same keys in the same order.
+        insert=f"INSERT INTO {quote(table.name)} ({names}) SELECT {names} FROM {stage} "
+        f"ORDER BY {quote(key[0])}, {quote(key[1])} "
+        f"{conflict} RETURNING {quote(key[0])}, {quote(key[1])}",
+    )
+
+
+@cache
+def _bind_processors(table: Table, dialect: Dialect) -> dict[str, Any]:
+    """SQLAlchemy's own conversions to what the driver stores, for columns that need one."""
+    found = {}
+    for column in table.c:
+        processor = column.type.bind_processor(dialect)
+        if processor is not None:
+            found[column.name] = processor
+    return found
+
+
+def _insert_missing(
+    session: Session,
+    table: Table,
+    key: tuple[str, str],
+    stored_keys: Callable[[list[tuple[Any, Any]]], Select[Any]],
+    rows: list[dict[str, Any]],
+) -> set[tuple[Any, Any]]:
+    """Insert the rows of one run whose ``key`` is not stored yet; returns the keys inserted.
+
+    Rows already stored, by an earlier send or a concurrent request, are left alone, so a
+    re-send cannot fail or race. This goes below the ORM to the driver: converting 1000 rows
+    of parameters through SQLAlchemy cost more than the database took to store them.
+    """
+    connection = session.connection()
+    dialect = connection.dialect
+    bulk = _bulk_insert(table, dialect, key)
+    row_values = itemgetter(*bulk.columns)
+    if dialect.name == "postgresql":
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor:
+            cursor.execute(bulk.stage)
+            with cursor.copy(bulk.copy) as copy:
+                copy.set_types(bulk.copy_types)
+                for row in rows:
+                    copy.write_row(row_values(row))
+            cursor.execute(bulk.insert)
+            return {(a, b) for a, b in cursor.fetchall()}
+    # A writer holds SQLite's write lock for its whole transaction, so nothing can be inserted
+    # between this look and the insert; the ON CONFLICT clause only guards the invariant.
+    keys = [(row[key[0]], row[key[1]]) for row in rows]
+    present = {(a, b) for a, b in session.execute(stored_keys(keys))}
+    new = [row for row, k in zip(rows, keys, strict=True) if k not in present]
+    if new:
+        processors = _bind_processors(table, dialect)
+        converted = []
+        for row in new:
+            stored = {**row, **{name: convert(row[name]) for name, convert in processors.items()}}
+            converted.append(row_values(stored))
+        connection.exec_driver_sql(bulk.insert, converted)
+    return {k for k in keys if k not in present}
+
+
+def insert_new_samples(session: Session, rows: list[dict[str, Any]]) -> set[tuple[int, int]]:
+    """Insert the samples not stored yet; returns the (rank, seq) of those it inserted."""
+    table = EnergySample.__table__
+    return _insert_missing(
+        session,
+        table,
+        ("rank", "seq"),
+        lambda keys: select(table.c.rank, table.c.seq).where(
+            table.c.run_id == rows[0]["run_id"],
+            table.c.rank.in_({rank for rank, _ in keys}),
+            table.c.seq.between(min(seq for _, seq in keys), max(seq for _, seq in keys)),
+        ),
+        rows,
+    )
+
+
+def insert_new_points(session: Session, rows: list[dict[str, Any]]) -> set[tuple[str, int]]:
+    """Insert the metric points not stored yet; returns the (name, step) of those inserted."""
+    table = MetricPoint.__table__
+    return _insert_missing(
+        session,
+        table,
+        ("name", "step"),
+        lambda keys: select(table.c.name, table.c.step).where(
+            table.c.run_id == rows[0]["run_id"],
+            table.c.name.in_({name for name, _ in keys}),
+            table.c.step.between(min(step for _, step in keys), max(step for _, step in keys)),
+        ),
+        rows,
+    )
 
 
 def add_energy_totals(session: Session, run_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> None:
     """Add newly stored samples to the run's running totals, atomically."""
     sums = {
+        "run_id": run_id,
         "cpu_kwh": sum(r["cpu_kwh"] or 0.0 for r in rows),
         "gpu_kwh": sum(r["gpu_kwh"] or 0.0 for r in rows),
         "ram_kwh": sum(r["ram_kwh"] or 0.0 for r in rows),
@@ -171,14 +396,7 @@ def add_energy_totals(session: Session, run_id: uuid.UUID, rows: Sequence[dict[s
         "gpu_seconds": sum(r["duration_s"] * r["gpu_count"] for r in rows),
         "samples": len(rows),
     }
-    table = RunEnergyTotals.__table__
-    statement = _upsert(session, table).values(run_id=run_id, **sums)
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[table.c.run_id],
-            set_={name: table.c[name] + statement.excluded[name] for name in sums},
-        )
-    )
+    session.execute(_add_totals(_dialect(session)), sums)
 
 
 def add_methods(session: Session, run_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> None:
@@ -190,10 +408,10 @@ def add_methods(session: Session, run_id: uuid.UUID, rows: Sequence[dict[str, An
         if row[f"{component}_method"] is not None
     }
     if pairs:
-        statement = _upsert(session, RunMethod.__table__).values(
-            [{"run_id": run_id, "component": c, "method": m} for c, m in sorted(pairs)]
+        session.execute(
+            _add_methods(_dialect(session)),
+            [{"run_id": run_id, "component": c, "method": m} for c, m in sorted(pairs)],
         )
-        session.execute(statement.on_conflict_do_nothing())
 
 
 def add_metric_stats(session: Session, run_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> None:
@@ -211,20 +429,6 @@ def add_metric_stats(session: Session, run_id: uuid.UUID, rows: Sequence[dict[st
             "last_step": max(p["step"] for p in points),
             "points": len(points),
         }
-        for name, points in by_name.items()
+        for name, points in sorted(by_name.items())
     ]
-    table = RunMetricStats.__table__
-    statement = _upsert(session, table).values(values)
-    new = statement.excluded
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[table.c.run_id, table.c.name],
-            set_={
-                "min_value": _least(session, table.c.min_value, new.min_value),
-                "max_value": _greatest(session, table.c.max_value, new.max_value),
-                "first_step": _least(session, table.c.first_step, new.first_step),
-                "last_step": _greatest(session, table.c.last_step, new.last_step),
-                "points": table.c.points + new.points,
-            },
-        )
-    )
+    session.execute(_add_metric_stats(_dialect(session)), values)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import Row, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,7 +25,7 @@ from greenaudit.schemas import (
 
 from ..auth import Principal
 from ..errors import Conflict, InvalidInput, NotFound
-from ..models import EnergySample, MetricPoint, Run, utcnow
+from ..models import EnergySample, Run, utcnow
 from . import repository
 from .schemas import (
     EnergySampleOut,
@@ -39,12 +39,13 @@ from .schemas import (
 
 G_PER_KG = 1000.0
 LIVENESS_RESOLUTION = timedelta(seconds=5)
-RACE_RETRIES = 3
 J_PER_KWH = 3.6e6
 # Fields that say which run this is: a re-sent create must agree on them.
 IDENTITY_FIELDS = ("name", "kind", "model", "dataset", "task", "parent_run_id", "group")
 SAMPLE_FIELDS = tuple(f for f in EnergySampleIn.model_fields if f not in ("rank", "seq"))
 POINT_FIELDS = ("epoch", "value", "time")
+SAMPLE_KEY = "(rank {0}, seq {1})"
+POINT_KEY = "({0!r}, step {1})"
 
 
 def get_run(session: Session, caller: Principal, run_id: uuid.UUID) -> Run:
@@ -230,12 +231,48 @@ def _conflict_detail(kind: str, key: str, stored: Any, sent: Any, fields: Sequen
     )
 
 
-def _sample_values(sample: EnergySampleIn) -> dict[str, Any]:
-    values = sample.model_dump()
-    for component in ("cpu", "gpu", "ram"):
-        method = values[f"{component}_method"]
-        values[f"{component}_method"] = method.value if method is not None else None
-    return values
+def ingest_target(session: Session, caller: Principal, run_id: uuid.UUID) -> Row[Any]:
+    """The columns of a run that ingestion needs, if it is the caller's; 404 otherwise.
+
+    Marks the run as heard from. A plain row, not an ORM object: loading the object cost more
+    than storing a small batch.
+    """
+    run = session.execute(repository.RUN_FOR_INGEST, {"run_id": run_id}).one_or_none()
+    if run is None or run.project_id != caller.project_id:
+        raise NotFound(f"run {run_id} not found")
+    now = utcnow()
+    if run.last_seen_at is None or now - run.last_seen_at > LIVENESS_RESOLUTION:
+        session.execute(repository.RUN_SEEN, {"run_id": run_id, "now": now})
+    return run
+
+
+def _unique_items(
+    items: list[dict[str, Any]], key_fields: tuple[str, str], label: str, where: str
+) -> dict[tuple[Any, Any], dict[str, Any]]:
+    """The batch's items by their unique key; an item repeated with other content is an error."""
+    by_key: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for index, item in enumerate(items):
+        key = (item[key_fields[0]], item[key_fields[1]])
+        if by_key.setdefault(key, item) is not item and by_key[key] != item:
+            raise InvalidInput(
+                f"{where}[{index}] repeats {label.format(*key)} with different content"
+            )
+    return by_key
+
+
+def _check_resent(
+    stored: Sequence[Any],
+    sent: dict[tuple[Any, Any], dict[str, Any]],
+    key_fields: tuple[str, str],
+    fields: Sequence[str],
+    what: str,
+    label: str,
+) -> None:
+    """Re-sent items must equal what is stored; anything else is a conflict, not a duplicate."""
+    for row in stored:
+        key = (getattr(row, key_fields[0]), getattr(row, key_fields[1]))
+        if key in sent and any(getattr(row, f) != sent[key][f] for f in fields):
+            raise Conflict(_conflict_detail(what, label.format(*key), row, sent[key], fields))
 
 
 def ingest_energy(
@@ -243,125 +280,75 @@ def ingest_energy(
 ) -> BatchResult:
     """Store a batch of energy samples in one transaction; re-sent samples change nothing.
 
-    A sample whose (rank, seq) is stored with different content rejects the whole batch.
+    The new samples and the run's running totals are written in the same transaction, so a
+    batch is stored whole or not at all. A sample whose (rank, seq) is stored with different
+    content rejects the whole batch.
     """
-    run = get_run(session, caller, run_id)
-    seen(run)
-    sent: dict[tuple[int, int], dict[str, Any]] = {}
-    for index, sample in enumerate(batch.samples):
-        key = (sample.rank, sample.seq)
-        values = _sample_values(sample)
-        if key in sent and sent[key] != values:
-            raise InvalidInput(
-                f"samples[{index}] repeats (rank {key[0]}, seq {key[1]}) with different content"
-            )
-        sent[key] = values
+    run = ingest_target(session, caller, run_id)
+    samples = batch.model_dump()["samples"]
+    for values in samples:
+        for component in ("cpu", "gpu", "ram"):
+            method = values[f"{component}_method"]
+            if method is not None:
+                values[f"{component}_method"] = method.value
+    sent = _unique_items(samples, ("rank", "seq"), SAMPLE_KEY, "samples")
     kg_per_kwh = run.carbon_intensity_g_per_kwh / G_PER_KG * run.pue
-
-    def attempt() -> BatchResult:
-        ranks = {rank for rank, _ in sent}
-        seqs = [seq for _, seq in sent]
-        stored = {
-            (row.rank, row.seq): row
-            for row in session.scalars(
-                repository.stored_samples(run.id, ranks, min(seqs), max(seqs))
-            )
-        }
-        new_rows = []
-        for key, values in sent.items():
-            row = stored.get(key)
-            if row is not None:
-                if any(getattr(row, f) != values[f] for f in SAMPLE_FIELDS):
-                    raise Conflict(
-                        _conflict_detail(
-                            "energy sample",
-                            f"(rank {key[0]}, seq {key[1]})",
-                            row,
-                            values,
-                            SAMPLE_FIELDS,
-                        )
-                    )
-                continue
-            energy = sum(values[f"{c}_kwh"] or 0.0 for c in ("cpu", "gpu", "ram"))
-            duration = (values["t_end"] - values["t_start"]).total_seconds()
-            new_rows.append(
-                {**values, "run_id": run.id, "duration_s": duration, "co2_kg": energy * kg_per_kwh}
-            )
-        if new_rows:
-            with session.begin_nested():
-                session.execute(insert(EnergySample), new_rows)
-                repository.add_energy_totals(session, run.id, new_rows)
-                repository.add_methods(session, run.id, new_rows)
-        return BatchResult(inserted=len(new_rows), duplicates=len(batch.samples) - len(new_rows))
-
-    return _retry_once_on_race(session, attempt)
+    rows = []
+    # One order for every batch, so concurrent batches on the same keys cannot deadlock.
+    for key in sorted(sent):
+        values = sent[key]
+        energy = (
+            (values["cpu_kwh"] or 0.0) + (values["gpu_kwh"] or 0.0) + (values["ram_kwh"] or 0.0)
+        )
+        rows.append(
+            {
+                **values,
+                "run_id": run.id,
+                "duration_s": (values["t_end"] - values["t_start"]).total_seconds(),
+                "co2_kg": energy * kg_per_kwh,
+            }
+        )
+    inserted = repository.insert_new_samples(session, rows)
+    if len(inserted) < len(rows):
+        resent = [key for key in sent if key not in inserted]
+        _check_resent(
+            session.scalars(repository.stored_samples(run.id, resent)).all(),
+            {key: sent[key] for key in resent},
+            ("rank", "seq"),
+            SAMPLE_FIELDS,
+            "energy sample",
+            SAMPLE_KEY,
+        )
+    new_rows = [row for row in rows if (row["rank"], row["seq"]) in inserted]
+    if new_rows:
+        repository.add_energy_totals(session, run.id, new_rows)
+        repository.add_methods(session, run.id, new_rows)
+    return BatchResult(inserted=len(new_rows), duplicates=len(batch.samples) - len(new_rows))
 
 
 def ingest_metrics(
     session: Session, caller: Principal, run_id: uuid.UUID, batch: MetricBatch
 ) -> BatchResult:
     """Store a batch of metric points in one transaction; re-sent points change nothing."""
-    run = get_run(session, caller, run_id)
-    seen(run)
-    sent: dict[tuple[str, int], dict[str, Any]] = {}
-    for index, point in enumerate(batch.points):
-        key = (point.name, point.step)
-        values = point.model_dump()
-        if key in sent and sent[key] != values:
-            raise InvalidInput(
-                f"points[{index}] repeats ({point.name!r}, step {point.step}) with different "
-                "content"
-            )
-        sent[key] = values
-
-    def attempt() -> BatchResult:
-        names = {name for name, _ in sent}
-        steps = [step for _, step in sent]
-        stored = {
-            (row.name, row.step): row
-            for row in session.scalars(
-                repository.stored_points(run.id, names, min(steps), max(steps))
-            )
-        }
-        new_rows = []
-        for key, values in sent.items():
-            row = stored.get(key)
-            if row is not None:
-                if any(getattr(row, f) != values[f] for f in POINT_FIELDS):
-                    raise Conflict(
-                        _conflict_detail(
-                            "metric point",
-                            f"({key[0]!r}, step {key[1]})",
-                            row,
-                            values,
-                            POINT_FIELDS,
-                        )
-                    )
-                continue
-            new_rows.append({**values, "run_id": run.id})
-        if new_rows:
-            with session.begin_nested():
-                session.execute(insert(MetricPoint), new_rows)
-                repository.add_metric_stats(session, run.id, new_rows)
-        return BatchResult(inserted=len(new_rows), duplicates=len(batch.points) - len(new_rows))
-
-    return _retry_once_on_race(session, attempt)
-
-
-def _retry_once_on_race(session: Session, attempt: Any) -> BatchResult:
-    """Run ``attempt``; if a concurrent request stored one of its keys first, look again.
-
-    The savepoint inside ``attempt`` has already undone the partial insert, so the next look
-    sees the other request's rows and treats them as duplicates (or conflicts). A few tries
-    cover several writers racing on the same keys.
-    """
-    for _ in range(RACE_RETRIES):
-        try:
-            result: BatchResult = attempt()
-            return result
-        except IntegrityError:
-            session.expire_all()
-    return attempt()  # type: ignore[no-any-return]
+    run = ingest_target(session, caller, run_id)
+    points = batch.model_dump()["points"]
+    sent = _unique_items(points, ("name", "step"), POINT_KEY, "points")
+    rows = [{**sent[key], "run_id": run.id} for key in sorted(sent)]
+    inserted = repository.insert_new_points(session, rows)
+    if len(inserted) < len(rows):
+        resent = [key for key in sent if key not in inserted]
+        _check_resent(
+            session.scalars(repository.stored_points(run.id, resent)).all(),
+            {key: sent[key] for key in resent},
+            ("name", "step"),
+            POINT_FIELDS,
+            "metric point",
+            POINT_KEY,
+        )
+    new_rows = [row for row in rows if (row["name"], row["step"]) in inserted]
+    if new_rows:
+        repository.add_metric_stats(session, run.id, new_rows)
+    return BatchResult(inserted=len(new_rows), duplicates=len(batch.points) - len(new_rows))
 
 
 def list_runs(
