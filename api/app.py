@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import Engine, text
@@ -15,6 +16,7 @@ from greenaudit import __version__
 from greenaudit.settings import Settings
 
 from .analytics.routes import router as analytics_router
+from .body import add_body_schemas
 from .codecarbon.routes import router as codecarbon_router
 from .dashboards.routes import install as install_dashboards
 from .datasets.routes import router as datasets_router
@@ -90,6 +92,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.include_router(router)
 
     install_dashboards(app)
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            add_body_schemas(default_openapi())
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

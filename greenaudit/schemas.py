@@ -243,16 +243,23 @@ class EnergySampleIn(WireModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> EnergySampleIn:
+        # Runs for every sample of every batch, so the common case is tested in one line.
         if self.t_end < self.t_start:
             raise ValueError("t_end is before t_start")
-        for component in ("cpu", "gpu", "ram"):
-            kwh = getattr(self, f"{component}_kwh")
-            method = getattr(self, f"{component}_method")
-            if (kwh is None) != (method is None):
-                raise ValueError(
-                    f"{component}_kwh and {component}_method must be given together: "
-                    "every measured energy names how it was measured"
-                )
+        if (
+            (self.cpu_kwh is None) is not (self.cpu_method is None)
+            or (self.gpu_kwh is None) is not (self.gpu_method is None)
+            or (self.ram_kwh is None) is not (self.ram_method is None)
+        ):
+            component = next(
+                c
+                for c in ("cpu", "gpu", "ram")
+                if (getattr(self, f"{c}_kwh") is None) is not (getattr(self, f"{c}_method") is None)
+            )
+            raise ValueError(
+                f"{component}_kwh and {component}_method must be given together: "
+                "every measured energy names how it was measured"
+            )
         if self.gpu_kwh is not None and self.gpu_count < 1:
             raise ValueError("gpu_kwh is given but gpu_count is 0")
         return self

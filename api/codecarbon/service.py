@@ -6,15 +6,14 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from greenaudit.schemas import MeasurementMethod, RunKind, RunStatus
 
 from ..auth import Principal
-from ..models import EnergySample, Run, RunEnergyTotals, utcnow
+from ..models import Run, utcnow
 from ..runs import repository
-from ..runs.service import get_run, seen
+from ..runs.service import ingest_target
 
 PENDING = "codecarbon: set from its first report"
 KG_TO_G = 1000.0
@@ -61,16 +60,27 @@ def create_run(session: Session, caller: Principal, body: dict[str, Any]) -> Run
 
 
 def add_emission(session: Session, caller: Principal, body: dict[str, Any]) -> dict[str, Any]:
-    run = get_run(session, caller, body["run_id"])
-    seen(run)
+    """Store one CodeCarbon interval as the run's next energy sample.
+
+    CodeCarbon sends no sequence number, so the sample takes the next one; the run's row is
+    locked meanwhile, so two intervals of one run posted at once cannot take the same.
+    """
+    run = ingest_target(session, caller, body["run_id"], lock=True)
     energy = body["cpu_energy"] + body["gpu_energy"] + body["ram_energy"]
+    intensity = run.carbon_intensity_g_per_kwh
     if run.carbon_intensity_source == PENDING and energy > 0:
         # CodeCarbon computes CO2 with its own intensity (and has applied its PUE to the
         # energy); taking the intensity from its first report keeps greenaudit's CO2 equal.
-        run.carbon_intensity_g_per_kwh = body["emissions_sum"] / energy * KG_TO_G
-        run.carbon_intensity_source = "codecarbon (as its client reported)"
-    totals = session.get(RunEnergyTotals, run.id)
-    seq = totals.samples if totals else 0
+        intensity = body["emissions_sum"] / energy * KG_TO_G
+        session.execute(
+            repository.RUN_INTENSITY,
+            {
+                "run_id": run.id,
+                "intensity": intensity,
+                "source": "codecarbon (as its client reported)",
+            },
+        )
+    seq = session.scalar(repository.SAMPLES_OF_RUN, {"run_id": run.id}) or 0
     t_end = body["timestamp"]
     gpu = body["gpu_energy"] > 0
     row = {
@@ -89,13 +99,12 @@ def add_emission(session: Session, caller: Principal, body: dict[str, Any]) -> d
         "ram_kwh": body["ram_energy"],
         "ram_w": body["ram_power"],
         "ram_method": MeasurementMethod.codecarbon.value,
-        "gpu_count": int(run.hardware.get("gpu_count") or 0) if gpu else 0,
-        "co2_kg": energy * run.carbon_intensity_g_per_kwh / KG_TO_G * run.pue,
+        "gpu_count": max(1, int(run.hardware.get("gpu_count") or 0)) if gpu else 0,
+        "gpu_util_pct": None,
+        "co2_kg": energy * intensity / KG_TO_G * run.pue,
         "step": None,
     }
-    if gpu and row["gpu_count"] == 0:
-        row["gpu_count"] = 1
-    session.execute(insert(EnergySample), [row])
+    repository.insert_new_samples(session, [row])
     repository.add_energy_totals(session, run.id, [row])
     repository.add_methods(session, run.id, [row])
     return {"id": str(uuid.uuid4()), "run_id": str(run.id), "seq": seq}

@@ -126,20 +126,18 @@ def methods_by_run(
     return found
 
 
-def stored_samples(
-    run_id: uuid.UUID, keys: Sequence[tuple[int, int]]
-) -> Select[tuple[EnergySample]]:
+def stored_samples(run_id: uuid.UUID, keys: Sequence[tuple[int, int]]) -> Select[Any]:
     """The stored samples of a run among these (rank, seq) keys, and some neighbours."""
-    return select(EnergySample).where(
+    return select(EnergySample.__table__).where(
         EnergySample.run_id == run_id,
         EnergySample.rank.in_({rank for rank, _ in keys}),
         EnergySample.seq.between(min(seq for _, seq in keys), max(seq for _, seq in keys)),
     )
 
 
-def stored_points(run_id: uuid.UUID, keys: Sequence[tuple[str, int]]) -> Select[tuple[MetricPoint]]:
+def stored_points(run_id: uuid.UUID, keys: Sequence[tuple[str, int]]) -> Select[Any]:
     """The stored points of a run among these (name, step) keys, and some neighbours."""
-    return select(MetricPoint).where(
+    return select(MetricPoint.__table__).where(
         MetricPoint.run_id == run_id,
         MetricPoint.name.in_({name for name, _ in keys}),
         MetricPoint.step.between(min(step for _, step in keys), max(step for _, step in keys)),
@@ -177,10 +175,19 @@ RUN_FOR_INGEST = select(
     _run.hardware,
     _run.last_seen_at,
 ).where(_run.id == bindparam("run_id"))
+RUN_FOR_INGEST_LOCKED = RUN_FOR_INGEST.with_for_update()
 RUN_SEEN = (
     update(Run.__table__)
     .where(_run.id == bindparam("run_id"))
     .values(last_seen_at=bindparam("now"))
+)
+RUN_INTENSITY = (
+    update(Run.__table__)
+    .where(_run.id == bindparam("run_id"))
+    .values(
+        carbon_intensity_g_per_kwh=bindparam("intensity"),
+        carbon_intensity_source=bindparam("source"),
+    )
 )
 SAMPLES_OF_RUN = select(RunEnergyTotals.__table__.c.samples).where(
     RunEnergyTotals.__table__.c.run_id == bindparam("run_id")
@@ -387,13 +394,20 @@ def insert_new_points(session: Session, rows: list[dict[str, Any]]) -> set[tuple
 
 def add_energy_totals(session: Session, run_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> None:
     """Add newly stored samples to the run's running totals, atomically."""
+    cpu = gpu = ram = co2 = gpu_seconds = 0.0
+    for row in rows:  # one pass: this runs for every sample stored
+        cpu += row["cpu_kwh"] or 0.0
+        gpu += row["gpu_kwh"] or 0.0
+        ram += row["ram_kwh"] or 0.0
+        co2 += row["co2_kg"]
+        gpu_seconds += row["duration_s"] * row["gpu_count"]
     sums = {
         "run_id": run_id,
-        "cpu_kwh": sum(r["cpu_kwh"] or 0.0 for r in rows),
-        "gpu_kwh": sum(r["gpu_kwh"] or 0.0 for r in rows),
-        "ram_kwh": sum(r["ram_kwh"] or 0.0 for r in rows),
-        "co2_kg": sum(r["co2_kg"] for r in rows),
-        "gpu_seconds": sum(r["duration_s"] * r["gpu_count"] for r in rows),
+        "cpu_kwh": cpu,
+        "gpu_kwh": gpu,
+        "ram_kwh": ram,
+        "co2_kg": co2,
+        "gpu_seconds": gpu_seconds,
         "samples": len(rows),
     }
     session.execute(_add_totals(_dialect(session)), sums)

@@ -17,6 +17,7 @@ from greenaudit.schemas import (
     RunUpdate,
 )
 
+from ..body import body_schema, json_body
 from ..deps import ReaderDep, SessionDep, WriterDep
 from ..errors import ERROR_RESPONSES
 from . import service
@@ -94,9 +95,12 @@ def heartbeat(run_id: uuid.UUID, session: SessionDep, caller: WriterDep) -> RunO
     return service.heartbeat(session, caller, run_id)
 
 
-@router.post("/{run_id}/energy", response_model=BatchResult)
+@router.post("/{run_id}/energy", response_model=BatchResult, openapi_extra=body_schema(EnergyBatch))
 def ingest_energy(
-    run_id: uuid.UUID, body: EnergyBatch, session: SessionDep, caller: WriterDep
+    run_id: uuid.UUID,
+    body: Annotated[EnergyBatch, json_body(EnergyBatch)],
+    session: SessionDep,
+    caller: WriterDep,
 ) -> BatchResult:
     """Store a batch of energy samples, idempotently on (rank, seq).
 
@@ -117,9 +121,14 @@ def energy_series(
     return service.energy_of_run(session, caller, run_id, limit, offset)
 
 
-@router.post("/{run_id}/metrics", response_model=BatchResult)
+@router.post(
+    "/{run_id}/metrics", response_model=BatchResult, openapi_extra=body_schema(MetricBatch)
+)
 def ingest_metrics(
-    run_id: uuid.UUID, body: MetricBatch, session: SessionDep, caller: WriterDep
+    run_id: uuid.UUID,
+    body: Annotated[MetricBatch, json_body(MetricBatch)],
+    session: SessionDep,
+    caller: WriterDep,
 ) -> BatchResult:
     """Store a batch of metric points, idempotently on (name, step)."""
     return service.ingest_metrics(session, caller, run_id, body)

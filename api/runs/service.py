@@ -231,13 +231,17 @@ def _conflict_detail(kind: str, key: str, stored: Any, sent: Any, fields: Sequen
     )
 
 
-def ingest_target(session: Session, caller: Principal, run_id: uuid.UUID) -> Row[Any]:
+def ingest_target(
+    session: Session, caller: Principal, run_id: uuid.UUID, *, lock: bool = False
+) -> Row[Any]:
     """The columns of a run that ingestion needs, if it is the caller's; 404 otherwise.
 
-    Marks the run as heard from. A plain row, not an ORM object: loading the object cost more
-    than storing a small batch.
+    Marks the run as heard from. ``lock`` holds the run's row until the transaction ends
+    (PostgreSQL; a SQLite writer holds the whole database). A plain row, not an ORM object:
+    loading the object cost more than storing a small batch.
     """
-    run = session.execute(repository.RUN_FOR_INGEST, {"run_id": run_id}).one_or_none()
+    query = repository.RUN_FOR_INGEST_LOCKED if lock else repository.RUN_FOR_INGEST
+    run = session.execute(query, {"run_id": run_id}).one_or_none()
     if run is None or run.project_id != caller.project_id:
         raise NotFound(f"run {run_id} not found")
     now = utcnow()
@@ -312,7 +316,7 @@ def ingest_energy(
     if len(inserted) < len(rows):
         resent = [key for key in sent if key not in inserted]
         _check_resent(
-            session.scalars(repository.stored_samples(run.id, resent)).all(),
+            session.execute(repository.stored_samples(run.id, resent)).all(),
             {key: sent[key] for key in resent},
             ("rank", "seq"),
             SAMPLE_FIELDS,
@@ -338,7 +342,7 @@ def ingest_metrics(
     if len(inserted) < len(rows):
         resent = [key for key in sent if key not in inserted]
         _check_resent(
-            session.scalars(repository.stored_points(run.id, resent)).all(),
+            session.execute(repository.stored_points(run.id, resent)).all(),
             {key: sent[key] for key in resent},
             ("name", "step"),
             POINT_FIELDS,
