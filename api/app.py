@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -55,6 +56,11 @@ async def _mark_crashed_runs(app: FastAPI) -> None:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # What is loaded by now (FastAPI, SQLAlchemy, pydantic, the analytics stack) lives as long
+    # as the process. Left to the cyclic collector, each full collection walked those ~200,000
+    # objects for about 60 ms, and that pause was the slowest batches' latency under load.
+    gc.collect()
+    gc.freeze()
     sweeper = asyncio.create_task(_mark_crashed_runs(app))
     try:
         yield
