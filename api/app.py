@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from greenaudit import __version__
 from greenaudit.settings import Settings
 
+from . import observability
 from .analytics.routes import router as analytics_router
 from .body import add_body_schemas
 from .codecarbon.routes import router as codecarbon_router
@@ -68,6 +69,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         sweeper.cancel()
         with suppress(asyncio.CancelledError):
             await sweeper
+        observability.worker_exited()
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -87,7 +89,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.write_sessions = make_session_factory(engine, writer=True)
     app.state.write_gate = asyncio.Lock() if engine.dialect.name == "sqlite" else None
     install_error_handlers(app)
+    app.add_middleware(observability.ObservabilityMiddleware)
     for router in (
+        observability.router,
         projects_router,
         runs_router,
         datasets_router,

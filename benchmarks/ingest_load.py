@@ -18,7 +18,6 @@ from datetime import datetime, timedelta, timezone
 from functools import cache
 
 import httpx
-import orjson
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
 
@@ -58,7 +57,7 @@ def energy_body(start_seq: int, size: int) -> bytes:
 
 def emission_body(run_id: str, index: int) -> bytes:
     """One CodeCarbon ``EmissionCreate``, as its client posts every interval."""
-    return orjson.dumps(
+    return json.dumps(
         {
             "timestamp": (T0 + timedelta(seconds=15 * index)).isoformat(),
             "run_id": run_id,
@@ -73,7 +72,7 @@ def emission_body(run_id: str, index: int) -> bytes:
             "ram_energy": 2.5e-5,
             "energy_consumed": 2.02e-4,
         }
-    )
+    ).encode()
 
 
 class Sender(threading.Thread):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -106,14 +107,43 @@ def serve(
     )
     if not settings.admin_token:
         typer.echo("GREENAUDIT_ADMIN_TOKEN is unset: projects cannot be created until it is.")
-    uvicorn.run(
-        "greenaudit.api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-    )
+    with tempfile.TemporaryDirectory(prefix="greenaudit-metrics-") as metrics_dir:
+        if workers > 1:
+            # Workers are separate processes; prometheus-client sums their counters from here.
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        uvicorn.run(
+            "greenaudit.api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            log_config=_log_config(),
+            # The service writes its own access log, one JSON object per line.
+            access_log=False,
+        )
+
+
+def _log_config() -> dict[str, Any]:
+    """Uvicorn's logging, plus greenaudit's loggers; access lines are JSON on stdout."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["json_lines"] = {"format": "%(message)s"}
+    config["handlers"]["json_lines"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "json_lines",
+        "stream": "ext://sys.stdout",
+    }
+    config["loggers"]["greenaudit"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    config["loggers"]["greenaudit.access"] = {
+        "handlers": ["json_lines"],
+        "level": "INFO",
+        "propagate": False,
+    }
+    return config
 
 
 @project_app.command("create")

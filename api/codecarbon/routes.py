@@ -21,6 +21,7 @@ from greenaudit.schemas import MAX_NAME_LENGTH, NO_NUL, UtcDatetime
 from ..auth import Principal, authenticate_key
 from ..deps import SessionDep
 from ..errors import ERROR_RESPONSES, Unauthorized
+from ..observability import count_ingested
 from . import service
 
 router = APIRouter(prefix="/codecarbon", tags=["codecarbon"], responses=ERROR_RESPONSES)
@@ -102,4 +103,6 @@ def add_emission(
 ) -> dict[str, Any]:
     """Store one CodeCarbon interval as an energy sample (method ``codecarbon``)."""
     caller = _caller(session, x_api_token)
-    return service.add_emission(session, caller, body.model_dump())
+    stored = service.add_emission(session, caller, body.model_dump())
+    count_ingested("energy_sample", 1, 0)
+    return stored

@@ -263,17 +263,23 @@ def _copy_type(column: Column[Any]) -> str:
     return next(name for kind, name in _COPY_TYPES if isinstance(column_type, kind))
 
 
+COPY_FROM_ROWS = 16
+
+
 @dataclass(frozen=True)
 class _BulkInsert:
     """The driver-level statements that store a batch of one table's rows.
 
     PostgreSQL: a binary ``COPY`` into a temporary staging table (the fastest way in), then one
     ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING`` of the keys it stored; COPY alone
-    cannot skip rows already stored. SQLite: one ``executemany`` of a prepared INSERT.
+    cannot skip rows already stored. Below ``COPY_FROM_ROWS`` rows those three round trips cost
+    more than they save, and the rows go in with a pipelined ``executemany`` of ``insert_rows``.
+    SQLite: one ``executemany`` of a prepared INSERT.
     """
 
     columns: list[str]
     insert: str
+    insert_rows: str = ""
     stage: str = ""
     copy: str = ""
     copy_types: tuple[str, ...] = ()
@@ -292,8 +298,12 @@ def _bulk_insert(table: Table, dialect: Dialect, key: tuple[str, str]) -> _BulkI
             insert=f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks}) {conflict}",
         )
     stage = quote(f"{table.name}_stage")
+    marks = ", ".join("%s" for _ in columns)
+    returning = f"RETURNING {quote(key[0])}, {quote(key[1])}"
     return _BulkInsert(
         columns=[c.name for c in columns],
+        insert_rows=f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks}) {conflict} "
+        f"{returning}",
         # Per connection, emptied at each commit. Created in every transaction that needs it,
         # since one rolled back would take a table it created along.
         stage=f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} "
@@ -303,7 +313,7 @@ def _bulk_insert(table: Table, dialect: Dialect, key: tuple[str, str]) -> _BulkI
         # In key order, so that concurrent batches lock the same keys in the same order.
         insert=f"INSERT INTO {quote(table.name)} ({names}) SELECT {names} FROM {stage} "
         f"ORDER BY {quote(key[0])}, {quote(key[1])} "
-        f"{conflict} RETURNING {quote(key[0])}, {quote(key[1])}",
+        f"{conflict} {returning}",
     )
 
 
@@ -338,6 +348,13 @@ def _insert_missing(
     if dialect.name == "postgresql":
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         with cursor:
+            if len(rows) < COPY_FROM_ROWS:
+                cursor.executemany(bulk.insert_rows, map(row_values, rows), returning=True)
+                stored = set()
+                while True:
+                    stored.update((a, b) for a, b in cursor.fetchall())
+                    if not cursor.nextset():
+                        return stored
             cursor.execute(bulk.stage)
             with cursor.copy(bulk.copy) as copy:
                 copy.set_types(bulk.copy_types)

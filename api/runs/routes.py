@@ -20,6 +20,7 @@ from greenaudit.schemas import (
 from ..body import body_schema, json_body
 from ..deps import ReaderDep, SessionDep, WriterDep
 from ..errors import ERROR_RESPONSES
+from ..observability import count_ingested
 from . import service
 from .schemas import EnergySampleOut, MetricPointOut, RunFilters, RunOut, RunSort, SortOrder
 
@@ -106,7 +107,9 @@ def ingest_energy(
 
     The service computes each sample's co2_kg from the run's carbon intensity and PUE.
     """
-    return service.ingest_energy(session, caller, run_id, body)
+    result = service.ingest_energy(session, caller, run_id, body)
+    count_ingested("energy_sample", result.inserted, result.duplicates)
+    return result
 
 
 @router.get("/{run_id}/energy", response_model=Page[EnergySampleOut])
@@ -131,7 +134,9 @@ def ingest_metrics(
     caller: WriterDep,
 ) -> BatchResult:
     """Store a batch of metric points, idempotently on (name, step)."""
-    return service.ingest_metrics(session, caller, run_id, body)
+    result = service.ingest_metrics(session, caller, run_id, body)
+    count_ingested("metric_point", result.inserted, result.duplicates)
+    return result
 
 
 @router.get("/{run_id}/metrics", response_model=Page[MetricPointOut])
