@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine, text
 from starlette.concurrency import run_in_threadpool
 
@@ -18,6 +19,7 @@ from greenaudit.settings import Settings
 
 from . import observability
 from .analytics.routes import router as analytics_router
+from .auth import admin_token_problem
 from .body import add_body_schemas
 from .codecarbon.routes import router as codecarbon_router
 from .dashboards.routes import install as install_dashboards
@@ -25,8 +27,10 @@ from .datasets.routes import router as datasets_router
 from .db import make_engine, make_session_factory
 from .errors import install_error_handlers
 from .projects.routes import router as projects_router
+from .ratelimit import KeyRateLimiter
 from .runs import service as runs_service
 from .runs.routes import router as runs_router
+from .security import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from .totals.routes import router as totals_router
 
 logger = logging.getLogger("greenaudit.api")
@@ -72,9 +76,20 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         observability.worker_exited()
 
 
+class InsecureConfiguration(RuntimeError):
+    """The service will not start: its configuration would leave it open."""
+
+
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
-    """Build the service for ``settings``. The schema must already be migrated."""
+    """Build the service for ``settings``. The schema must already be migrated.
+
+    Raises :class:`InsecureConfiguration` when the admin token is missing or weak: no service
+    starts without one (``greenaudit demo`` makes a random one for its session).
+    """
     settings = settings or Settings()
+    problem = admin_token_problem(settings.admin_token)
+    if problem:
+        raise InsecureConfiguration(problem)
     engine = engine or make_engine(settings)
     app = FastAPI(
         lifespan=_lifespan,
@@ -88,7 +103,19 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.read_sessions = make_session_factory(engine, writer=False)
     app.state.write_sessions = make_session_factory(engine, writer=True)
     app.state.write_gate = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+    app.state.rate_limiter = KeyRateLimiter(settings.rate_limit, settings.rate_limit_storage)
     install_error_handlers(app)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=int(settings.max_body_mb * 1024 * 1024))
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH"],
+            allow_headers=["Authorization", "Content-Type", "x-api-token"],
+            max_age=600,
+        )
+    # Added last, so it is outermost and times and counts everything, CORS answers included.
     app.add_middleware(observability.ObservabilityMiddleware)
     for router in (
         observability.router,

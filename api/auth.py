@@ -98,6 +98,36 @@ def mark_key_used_in(session: Session, key_id: uuid.UUID) -> None:
     session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))
 
 
+MIN_ADMIN_TOKEN_CHARS = 32
+MIN_ADMIN_TOKEN_DISTINCT = 10
+NEW_TOKEN_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def admin_token_problem(token: str | None) -> str | None:
+    """Why ``token`` may not guard project creation, or ``None`` when it may.
+
+    Only length and variety are judged: a token made by ``secrets.token_urlsafe(32)`` has 43
+    characters from 64, while the tokens people type by hand ("admin", "changeme", a repeated
+    letter) fail one or the other.
+    """
+    if not token:
+        return (
+            "GREENAUDIT_ADMIN_TOKEN is not set. There is no default; make one with: "
+            f"{NEW_TOKEN_HINT}"
+        )
+    if len(token) < MIN_ADMIN_TOKEN_CHARS:
+        return (
+            f"GREENAUDIT_ADMIN_TOKEN is too short ({len(token)} characters; at least "
+            f"{MIN_ADMIN_TOKEN_CHARS}). Make one with: {NEW_TOKEN_HINT}"
+        )
+    if len(set(token)) < MIN_ADMIN_TOKEN_DISTINCT:
+        return (
+            f"GREENAUDIT_ADMIN_TOKEN is too repetitive ({len(set(token))} distinct characters; "
+            f"at least {MIN_ADMIN_TOKEN_DISTINCT}). Make one with: {NEW_TOKEN_HINT}"
+        )
+    return None
+
+
 def check_admin_token(configured: str | None, presented: str) -> None:
     if not configured:
         raise Forbidden(

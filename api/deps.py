@@ -76,10 +76,10 @@ AuthorizationHeader = Annotated[
 ]
 
 
-def get_principal(
-    request: Request, session: SessionDep, authorization: AuthorizationHeader = None
-) -> Principal:
-    principal, stale = authenticate_key(session, parse_bearer(authorization))
+def authenticate(request: Request, session: Session, key: str) -> Principal:
+    """The caller behind ``key``: checked, counted against its rate limit, its use recorded."""
+    principal, stale = authenticate_key(session, key)
+    request.app.state.rate_limiter.admit(principal.key_id)
     if stale:
         # A writing request already holds the write lock, so it records the use itself; a
         # read uses a short transaction of its own (waiting for the lock would self-deadlock).
@@ -88,6 +88,12 @@ def get_principal(
         else:
             mark_key_used_in(session, principal.key_id)
     return principal
+
+
+def get_principal(
+    request: Request, session: SessionDep, authorization: AuthorizationHeader = None
+) -> Principal:
+    return authenticate(request, session, parse_bearer(authorization))
 
 
 async def get_writer(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:

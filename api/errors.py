@@ -24,9 +24,17 @@ class GreenauditError(Exception):
     status_code = 400
     code = "bad_request"
 
-    def __init__(self, detail: Any, *, code: str | None = None, status_code: int | None = None):
+    def __init__(
+        self,
+        detail: Any,
+        *,
+        code: str | None = None,
+        status_code: int | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(detail)
         self.detail = detail
+        self.headers = headers
         if code is not None:
             self.code = code
         if status_code is not None:
@@ -51,6 +59,11 @@ class Unauthorized(GreenauditError):
 class Forbidden(GreenauditError):
     status_code = 403
     code = "forbidden"
+
+
+class TooManyRequests(GreenauditError):
+    status_code = 429
+    code = "rate_limited"
 
 
 class InvalidInput(GreenauditError):
@@ -81,7 +94,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(GreenauditError)
     async def _greenaudit_error(_request: Request, exc: GreenauditError) -> JSONResponse:
-        return JSONResponse(_body(exc.code, exc.detail), status_code=exc.status_code)
+        return JSONResponse(
+            _body(exc.code, exc.detail), status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -91,7 +106,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            exc.status_code, "http_error"
+        )
         return JSONResponse(
             _body(code, exc.detail), status_code=exc.status_code, headers=exc.headers
         )
@@ -148,6 +165,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
             "energy sample (rank 0, seq 3) was already stored with different content",
         ),
         (
+            413,
+            "Request body over GREENAUDIT_MAX_BODY_MB",
+            "payload_too_large",
+            "Request body too large",
+        ),
+        (
             422,
             "Invalid input",
             "validation_error",
@@ -158,6 +181,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
                     "type": "greater_than_equal",
                 }
             ],
+        ),
+        (
+            429,
+            "Over the key's rate limit (GREENAUDIT_RATE_LIMIT); see Retry-After",
+            "rate_limited",
+            "this key is over its rate limit of 1000 per 1 second; retry in 1 s",
         ),
     ]
 }

@@ -99,14 +99,17 @@ def serve(
     """Apply migrations, then serve the API and dashboards."""
     import uvicorn
 
+    from greenaudit.api.auth import admin_token_problem
+
     settings = _server_settings(database_url)
+    problem = admin_token_problem(settings.admin_token)
+    if problem:
+        _fail(f"the service will not start: {problem}")
     _upgrade(settings)
     typer.echo(
         f"greenaudit on http://{host}:{port} (API docs at /docs), database "
         f"{_redacted(settings.resolved_database_url)}"
     )
-    if not settings.admin_token:
-        typer.echo("GREENAUDIT_ADMIN_TOKEN is unset: projects cannot be created until it is.")
     with tempfile.TemporaryDirectory(prefix="greenaudit-metrics-") as metrics_dir:
         if workers > 1:
             # Workers are separate processes; prometheus-client sums their counters from here.

@@ -61,6 +61,27 @@ class Settings(BaseSettings):
         description="Service: a running run not heard from for this long is marked crashed.",
     )
     sqlite_busy_timeout_ms: int = Field(default=15000, ge=0)
+    rate_limit: str = Field(
+        default="1000/second",
+        description="Service: requests allowed per project key, in the limits library's notation "
+        "('1000/second', '20000/minute', '100/second;5000/hour'); 'off' disables it.",
+    )
+    rate_limit_storage: str = Field(
+        default="memory://",
+        description="Service: where rate-limit counters live. memory:// counts per worker "
+        "process; redis://host:6379 shares them between workers and machines.",
+    )
+    max_body_mb: float = Field(
+        default=8.0,
+        gt=0,
+        le=1024,
+        description="Service: largest request body accepted, in MB; larger ones get 413.",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Service: browser origins allowed to call the API from other sites "
+        "(CORS). Empty: CORS is off.",
+    )
 
     @field_validator("country")
     @classmethod

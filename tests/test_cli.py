@@ -55,6 +55,23 @@ def test_flush_needs_a_service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     assert "GREENAUDIT_URL" in result.output
 
 
+@pytest.mark.parametrize("token", [None, "short", "z" * 64])
+def test_serve_refuses_to_start_without_a_strong_admin_token(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, token: str | None
+):
+    if token is None:
+        monkeypatch.delenv("GREENAUDIT_ADMIN_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("GREENAUDIT_ADMIN_TOKEN", token)
+    monkeypatch.setenv("GREENAUDIT_HOME", str(tmp_path))
+    result = runner.invoke(app, ["serve", "--port", "1"])
+    assert result.exit_code == 2
+    assert "the service will not start: GREENAUDIT_ADMIN_TOKEN is" in result.output
+    assert "secrets.token_urlsafe(32)" in result.output
+    # It stopped before touching the database.
+    assert not (tmp_path / "greenaudit.db").exists()
+
+
 def test_project_create_needs_the_admin_token(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("GREENAUDIT_ADMIN_TOKEN", raising=False)
     result = runner.invoke(app, ["project", "create", "vision"])

@@ -13,13 +13,13 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from greenaudit.schemas import MAX_NAME_LENGTH, NO_NUL, UtcDatetime
 
-from ..auth import Principal, authenticate_key
-from ..deps import SessionDep
+from ..auth import Principal
+from ..deps import SessionDep, authenticate
 from ..errors import ERROR_RESPONSES, Unauthorized
 from ..observability import count_ingested
 from . import service
@@ -77,20 +77,23 @@ class Created(BaseModel):
     timestamp: datetime | None = None
 
 
-def _caller(session: SessionDep, x_api_token: Annotated[str | None, Header()] = None) -> Principal:
+def _caller(request: Request, session: SessionDep, x_api_token: str | None) -> Principal:
     if not x_api_token:
         raise Unauthorized("missing x-api-token header: send a greenaudit write key")
-    principal, _ = authenticate_key(session, x_api_token)
+    principal = authenticate(request, session, x_api_token)
     principal.require_write()
     return principal
 
 
 @router.post("/runs", status_code=201, response_model=Created)
 def create_run(
-    body: CodeCarbonRun, session: SessionDep, x_api_token: Annotated[str | None, Header()] = None
+    body: CodeCarbonRun,
+    request: Request,
+    session: SessionDep,
+    x_api_token: Annotated[str | None, Header()] = None,
 ) -> Created:
     """Create a greenaudit run for a CodeCarbon run; its experiment becomes the run's group."""
-    caller = _caller(session, x_api_token)
+    caller = _caller(request, session, x_api_token)
     run = service.create_run(session, caller, body.model_dump())
     return Created(id=run.id, timestamp=run.started_at)
 
@@ -98,11 +101,12 @@ def create_run(
 @router.post("/emissions", status_code=201, response_model=dict[str, Any])
 def add_emission(
     body: CodeCarbonEmission,
+    request: Request,
     session: SessionDep,
     x_api_token: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
     """Store one CodeCarbon interval as an energy sample (method ``codecarbon``)."""
-    caller = _caller(session, x_api_token)
+    caller = _caller(request, session, x_api_token)
     stored = service.add_emission(session, caller, body.model_dump())
     count_ingested("energy_sample", 1, 0)
     return stored

@@ -13,17 +13,19 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+import greenaudit.dashboards
 from greenaudit.schemas import RunStatus
 
 from ..analytics.schemas import CostAxis, NofadeAxis, ReturnsAxis
 from ..auth import Principal, authenticate_key
-from ..deps import SessionDep
+from ..deps import SessionDep, authenticate
 from ..errors import InvalidInput, Unauthorized
 from ..runs.schemas import RunFilters, RunSort, SortOrder
 from . import service
 
 COOKIE = "greenaudit_key"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+DASHBOARDS_JS = Path(greenaudit.dashboards.__file__).parent / "static" / "dashboards.js"
 templates = Environment(
     loader=PackageLoader("greenaudit.dashboards", "templates"),
     autoescape=select_autoescape(["html"]),
@@ -50,10 +52,9 @@ def _caller(request: Request, session: SessionDep) -> Principal:
     if not key:
         raise SignInRequired(request.url.path)
     try:
-        principal, _ = authenticate_key(session, key)
+        return authenticate(request, session, key)
     except Unauthorized as error:
         raise SignInRequired(request.url.path) from error
-    return principal
 
 
 def install(app: FastAPI) -> None:
@@ -75,6 +76,15 @@ def _safe_next(value: str) -> str:
 def plotly_js() -> FileResponse:
     return FileResponse(
         PLOTLY_JS, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"}
+    )
+
+
+@router.get("/static/dashboards.js")
+def dashboards_js() -> FileResponse:
+    return FileResponse(
+        DASHBOARDS_JS,
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=3600"},
     )
 
 
