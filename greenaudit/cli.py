@@ -418,22 +418,116 @@ def nofade(
     )
 
 
+def _archive_module() -> Any:
+    try:
+        from greenaudit.api import archive
+    except ImportError as error:
+        _fail(f"archives need the service's extras ({error}): pip install 'greenaudit[server]'")
+        raise
+    return archive
+
+
+def _row_counts(rows: dict[str, int]) -> str:
+    return _table(["table", "rows"], [[name, count] for name, count in rows.items()])
+
+
+@app.command()
+def export(
+    project: Annotated[str, typer.Argument(help="Project name or id.")],
+    out: Annotated[Path, typer.Option("--out", help="Archive to write (a .zip file).")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Write a project to a portable archive: a manifest and one Parquet file per table.
+
+    Every run, sample, metric point, dataset profile and running total goes in, with its ids
+    and timestamps; API keys never do. `greenaudit import ARCHIVE` reads it back.
+    """
+    from sqlalchemy.exc import OperationalError
+
+    from greenaudit.api.db import make_engine
+
+    settings = _server_settings(database_url)
+    archive = _archive_module()
+    engine = make_engine(settings)
+    try:
+        summary = archive.export_project(engine, project, out)
+    except archive.ArchiveError as error:
+        _fail(str(error))
+        raise
+    except OperationalError as error:
+        _fail(f"cannot reach the database {_redacted(str(engine.url))}: {error.orig}")
+        raise
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"exported project {summary.project_name} ({summary.project_id}) at schema revision "
+        f"{summary.schema_revision} to {summary.path}"
+    )
+    typer.echo(_row_counts(summary.rows))
+
+
+def _import_archive(path: Path, database_url: str | None) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from greenaudit.api.db import make_engine
+
+    settings = _server_settings(database_url)
+    archive = _archive_module()
+    if not archive.is_archive(path):
+        _fail(f"{path} is a zip file without a greenaudit archive's {archive.MANIFEST}")
+    target = _redacted(settings.resolved_database_url)
+    try:
+        with archive.open_archive(path) as verified:
+            # The archive is verified before the target is migrated: a bad one writes nothing.
+            _upgrade(settings)
+            engine = make_engine(settings)
+            try:
+                summary = archive.import_archive(engine, verified)
+            finally:
+                engine.dispose()
+    except archive.ArchiveError as error:
+        _fail(f"{error}; nothing was imported")
+        raise
+    except OperationalError as error:
+        _fail(f"cannot write to the database {target}: {error.orig}; nothing was imported")
+        raise
+    typer.echo(
+        f"imported project {summary.project_name} ({summary.project_id}) from {path} into {target}"
+    )
+    typer.echo(_row_counts(summary.rows))
+    typer.echo(
+        "Archives hold no API keys. Issue keys for the project with the admin token: "
+        f'POST /api/v1/projects/{summary.project_id}/keys with {{"scope": "write"}} '
+        'or {"scope": "read"}.'
+    )
+
+
 @app.command("import")
 def import_(
     path: Annotated[
         Optional[Path],
         typer.Argument(
-            help="CodeCarbon's emissions.csv, or a "  # noqa: UP007
-            "published-results CSV; default: the "
+            help="CodeCarbon's emissions.csv, a "  # noqa: UP007
+            "published-results CSV, or a greenaudit archive (greenaudit export); default: the "
             "catalog shipped with greenaudit."
         ),
     ] = None,
     url: Url = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
-    """Import CodeCarbon's emissions.csv (write key) or published results (admin token)."""
+    """Import emissions.csv (write key), published results (admin token) or an archive.
+
+    A greenaudit archive (from greenaudit export) goes straight into the database given by
+    --database-url, not through the service.
+    """
+    import zipfile
+
     from greenaudit.catalog import import_catalog, is_catalog
     from greenaudit.codecarbon_csv import import_emissions_csv, is_emissions_csv
 
+    if path is not None and path.is_file() and zipfile.is_zipfile(path):
+        _import_archive(path, database_url)
+        return
     settings = Settings()
     base = url or settings.url or "http://127.0.0.1:8000"
     if path is not None and not path.is_file():
