@@ -1,0 +1,333 @@
+"""Concurrency with real processes, on SQLite and on PostgreSQL: 55 clients stream for a minute.
+
+50 client processes each stream batches of samples into a run of their own, and 5 more stream
+into one shared run, each as its own rank. Every sample is stored exactly once: there are no 5xx
+and no "database is locked" errors, and each run's totals, read through the API and counted in
+the database itself, equal the sum of what its clients sent. About one acknowledged batch in 20
+is sent again on purpose, as a client does when an answer was lost, and must come back as
+duplicates.
+
+``GREENAUDIT_STRESS_SECONDS`` shortens the minute for a quick local run. The helpers here are
+shared with ``test_crash.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from greenaudit.api.models import EnergySample, Run, RunEnergyTotals
+
+from ..api.helpers import run_body
+from ..conftest import free_port, fresh_postgres_database
+from .test_serve_track_query import ADMIN_TOKEN, GREENAUDIT
+
+pytestmark = pytest.mark.e2e
+
+STREAM = Path(__file__).with_name("energy_stream.py")
+DURATION_S = float(os.environ.get("GREENAUDIT_STRESS_SECONDS", "60"))
+OWN_RUNS = 50
+SHARED_RANKS = 5
+ENERGY_ROUTE = "/api/v1/runs/{run_id}/energy"
+COMPONENTS = ("cpu", "gpu", "ram")
+
+
+@contextmanager
+def database(backend: str, tmp_path: Path, label: str) -> Iterator[str]:
+    """An empty database of ``backend``: a SQLite file under ``tmp_path``, or a fresh PostgreSQL
+    database that is dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / f'{label}.db'}"
+    else:
+        with fresh_postgres_database(label) as url:
+            yield url
+
+
+def start_service(database_url: str, port: int, log: Path, workers: int) -> subprocess.Popen:
+    """``greenaudit serve`` in a session of its own (so its workers can be killed as a group),
+    once it answers /healthz."""
+    with open(log, "a") as out:
+        server = subprocess.Popen(
+            [
+                *GREENAUDIT,
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--database-url",
+                database_url,
+            ],
+            env={
+                **os.environ,
+                "GREENAUDIT_ADMIN_TOKEN": ADMIN_TOKEN,
+                "GREENAUDIT_HOME": str(log.parent / "service-home"),
+            },
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            stop_service(server)
+            pytest.fail(f"greenaudit serve did not come up:\n{log.read_text()[-5000:]}")
+        time.sleep(0.2)
+
+
+def stop_service(server: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Send ``sig`` to the service's whole process group and wait for the service to end."""
+    if server.poll() is None:
+        try:
+            os.killpg(server.pid, sig)
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(10)
+        except ProcessLookupError:
+            server.wait(10)
+    # Workers left behind by a parent that was killed first go with the group as well.
+    try:
+        os.killpg(server.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def make_project(url: str, name: str) -> tuple[str, dict[str, str]]:
+    """A new project: its write key, and headers that carry its read key."""
+    created = httpx.post(
+        f"{url}/api/v1/projects",
+        json={"name": name},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=30,
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    return body["write_key"]["key"], {"Authorization": f"Bearer {body['read_key']['key']}"}
+
+
+def create_run(url: str, key: str, name: str) -> str:
+    body = run_body(id=str(uuid.uuid4()), name=name)
+    created = httpx.post(
+        f"{url}/api/v1/runs", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
+    assert created.status_code == 201, created.text
+    return str(body["id"])
+
+
+def start_client(config: dict[str, Any]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(STREAM), json.dumps(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def client_report(client: subprocess.Popen, timeout_s: float) -> dict[str, Any]:
+    try:
+        out, _ = client.communicate(timeout=max(timeout_s, 1))
+    except subprocess.TimeoutExpired:
+        client.kill()
+        out, _ = client.communicate()
+        pytest.fail(f"a client did not finish in time:\n{out[-3000:]}")
+    assert client.returncode == 0, out[-3000:]
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+class Stored(NamedTuple):
+    """One run as the database holds it: its running totals, and its rows counted and summed."""
+
+    total_samples: int
+    total_kwh: tuple[float, float, float]
+    rows: int
+    rows_kwh: tuple[float, float, float]
+
+
+def stored_per_run(database_url: str) -> dict[str, Stored]:
+    """Every run's totals and rows, read straight from the database in one statement (so from
+    one snapshot, even while something writes)."""
+    counted = (
+        select(
+            EnergySample.run_id,
+            func.count().label("rows"),
+            *(func.sum(getattr(EnergySample, f"{c}_kwh")).label(f"{c}_kwh") for c in COMPONENTS),
+        )
+        .group_by(EnergySample.run_id)
+        .subquery()
+    )
+    statement = (
+        select(
+            Run.id,
+            RunEnergyTotals.samples,
+            *(getattr(RunEnergyTotals, f"{c}_kwh") for c in COMPONENTS),
+            counted.c.rows,
+            *(counted.c[f"{c}_kwh"] for c in COMPONENTS),
+        )
+        .outerjoin(RunEnergyTotals, RunEnergyTotals.run_id == Run.id)
+        .outerjoin(counted, counted.c.run_id == Run.id)
+    )
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(statement).all()
+    finally:
+        engine.dispose()
+    return {
+        str(run_id): Stored(
+            total_samples or 0,
+            tuple(x or 0.0 for x in (t_cpu, t_gpu, t_ram)),  # type: ignore[arg-type]
+            count or 0,
+            tuple(x or 0.0 for x in (r_cpu, r_gpu, r_ram)),  # type: ignore[arg-type]
+        )
+        for run_id, total_samples, t_cpu, t_gpu, t_ram, count, r_cpu, r_gpu, r_ram in rows
+    }
+
+
+def sent_per_run(reports: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """What the clients had acknowledged, per run: distinct samples and their kWh."""
+    sent: dict[str, dict[str, float]] = {}
+    for report in reports:
+        run = sent.setdefault(report["run_id"], dict.fromkeys(("samples", *COMPONENTS), 0))
+        run["samples"] += report["samples"]
+        for c in COMPONENTS:
+            run[c] += report[f"{c}_kwh"]
+    return sent
+
+
+def access_lines(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines() if line[:1] == "{"]
+
+
+def troubles(reports: list[dict[str, Any]], kind: str) -> list[str]:
+    return [entry for report in reports for entry in report[kind]]
+
+
+def assert_runs_hold_what_was_sent(
+    url: str, read: dict[str, str], database_url: str, reports: list[dict[str, Any]], scale: str
+) -> None:
+    """Each run, through the API and in the database, holds exactly what its clients sent."""
+    sent = sent_per_run(reports)
+    stored = stored_per_run(database_url)
+    assert set(sent) <= set(stored), scale
+    for run_id, expected in sent.items():
+        response = httpx.get(f"{url}/api/v1/runs/{run_id}", headers=read, timeout=30)
+        assert response.status_code == 200, response.text
+        totals = response.json()["totals"]
+        kwh = [expected[c] for c in COMPONENTS]
+        where = f"run {run_id} ({scale})"
+        assert totals["energy_samples"] == expected["samples"], where
+        assert totals["energy_kwh"] == pytest.approx(sum(kwh), rel=1e-9), where
+        for c, value in zip(COMPONENTS, kwh, strict=True):
+            assert totals[f"{c}_kwh"] == pytest.approx(value, rel=1e-9), (c, where)
+        # co2 = kWh x 50 g/kWh x PUE 1.2 (helpers.run_body), applied once per stored sample.
+        assert totals["co2_kg"] == pytest.approx(sum(kwh) * 0.05 * 1.2, rel=1e-9), where
+        row = stored[run_id]
+        assert row.rows == row.total_samples == expected["samples"], (row, where)
+        assert row.rows_kwh == pytest.approx(kwh, rel=1e-9), (row, where)
+        assert row.total_kwh == pytest.approx(kwh, rel=1e-9), (row, where)
+
+
+def percentile(values: list[float], share: float) -> float:
+    return sorted(values)[min(len(values) - 1, int(len(values) * share))] if values else 0.0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_55_clients_for_a_minute_store_every_sample_exactly_once(backend: str, tmp_path: Path):
+    workers = 1 if backend == "sqlite" else 2
+    log = tmp_path / "serve.log"
+    began = time.monotonic()
+    with database(backend, tmp_path, "concurrency") as database_url:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        server = start_service(database_url, port, log, workers)
+        clients: list[subprocess.Popen] = []
+        try:
+            key, read = make_project(url, "concurrency")
+            shared = create_run(url, key, "shared")
+            configs = [
+                {"run_id": create_run(url, key, f"own-{i}"), "rank": 0} for i in range(OWN_RUNS)
+            ] + [{"run_id": shared, "rank": rank} for rank in range(SHARED_RANKS)]
+            until = time.time() + DURATION_S
+            for seed, config in enumerate(configs):
+                config.update(
+                    url=url,
+                    key=key,
+                    seed=seed,
+                    until=until,
+                    min_size=1,
+                    max_size=50,
+                    resend_rate=0.05,
+                    timeout_s=60,
+                )
+                clients.append(start_client(config))
+            reports = [client_report(c, until - time.time() + 120) for c in clients]
+            assert server.poll() is None, "the service died under load"
+
+            requests = sum(r["requests"] for r in reports)
+            samples = sum(r["samples"] for r in reports)
+            duplicates = sum(r["duplicates"] for r in reports)
+            statuses = sum((Counter(r["statuses"]) for r in reports), Counter())
+            server_errors = sum(n for status, n in statuses.items() if int(status) >= 500)
+            transport = sum(r["transport_errors"] for r in reports)
+            scale = (
+                f"{requests} requests, {samples} samples, {duplicates} duplicates, "
+                f"{transport} transport errors, statuses {dict(statuses)}"
+            )
+            assert server_errors == 0, (scale, troubles(reports, "server_errors"))
+            assert not troubles(reports, "locked"), scale
+            assert transport == 0, (scale, troubles(reports, "transport_examples"))
+            assert sum(r["abandoned"] for r in reports) == 0, scale
+            assert set(statuses) == {"200"}, (scale, troubles(reports, "rejected"))
+            assert not troubles(reports, "anomalies"), scale
+            assert sum(r["inserted"] for r in reports) == samples, scale
+            resent = sum(r["resent_on_purpose"] for r in reports)
+            assert resent > 0, scale
+            # Nothing failed, so the duplicates are exactly the batches re-sent on purpose.
+            assert duplicates == sum(r["resent_on_purpose_samples"] for r in reports), scale
+            assert_runs_hold_what_was_sent(url, read, database_url, reports, scale)
+        finally:
+            for client in clients:
+                if client.poll() is None:
+                    client.kill()
+                    client.wait(10)
+            stop_service(server)
+
+    served = [line for line in access_lines(log) if line["route"] == ENERGY_ROUTE]
+    latencies = [line["duration_ms"] for line in served]
+    text = log.read_text()
+    assert "database is locked" not in text.lower(), text[-5000:]
+    assert "Traceback" not in text, text[max(0, text.find("Traceback") - 2000) :][:8000]
+    assert not [line for line in served if line["status"] >= 500]
+    assert len(served) == requests, "every request the clients sent was answered once"
+    shares = sorted(Counter(line["pid"] for line in served).values(), reverse=True)
+    assert len(shares) == workers, f"every worker takes a share: {shares}"
+    print(
+        f"\nconcurrency {backend} ({workers} worker(s)), {len(reports)} client processes for "
+        f"{DURATION_S:.0f} s: {requests} requests, {samples} samples stored once, "
+        f"{duplicates} duplicates reported ({resent} batches re-sent on purpose), statuses "
+        f"{dict(statuses)}, 0 5xx, 0 'database is locked'; requests per worker {shares}; "
+        f"energy batch latency at the server "
+        f"p50 {statistics.median(latencies):.0f} ms, p99 {percentile(latencies, 0.99):.0f} ms, "
+        f"max {max(latencies):.0f} ms; wall {time.monotonic() - began:.0f} s"
+    )
