@@ -17,7 +17,7 @@ import greenaudit.dashboards
 from greenaudit.schemas import RunStatus
 
 from ..analytics.schemas import CostAxis, NofadeAxis, ReturnsAxis
-from ..auth import Principal, authenticate_key
+from ..auth import Principal, authenticate_key, parse_bearer
 from ..deps import SessionDep, authenticate
 from ..errors import InvalidInput, Unauthorized
 from ..runs.schemas import RunFilters, RunSort, SortOrder
@@ -45,10 +45,14 @@ def _render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
 
 
 def _caller(request: Request, session: SessionDep) -> Principal:
+    """The signed-in key (cookie), or a key sent as a bearer by a script.
+
+    A browser without a working key is sent to the sign-in page; a script that sent an
+    Authorization header that does not hold a working key gets the API's 401, as anywhere else.
+    """
+    if "authorization" in request.headers:
+        return authenticate(request, session, parse_bearer(request.headers["authorization"]))
     key = request.cookies.get(COOKIE)
-    header = request.headers.get("authorization", "")
-    if not key and header.lower().startswith("bearer "):
-        key = header[7:].strip()
     if not key:
         raise SignInRequired(request.url.path)
     try:
