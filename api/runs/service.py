@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Row, func, or_, select, update
+from sqlalchemy import Row, Select, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -44,8 +44,8 @@ J_PER_KWH = 3.6e6
 IDENTITY_FIELDS = ("name", "kind", "model", "dataset", "task", "parent_run_id", "group")
 SAMPLE_FIELDS = tuple(f for f in EnergySampleIn.model_fields if f not in ("rank", "seq"))
 POINT_FIELDS = ("epoch", "value", "time")
-SAMPLE_KEY = "(rank {0}, seq {1})"
-POINT_KEY = "({0!r}, step {1})"
+SAMPLE_LABEL = "(rank {0}, seq {1})"
+POINT_LABEL = "({0!r}, step {1})"
 
 
 def get_run(session: Session, caller: Principal, run_id: uuid.UUID) -> Run:
@@ -265,17 +265,29 @@ def _unique_items(
 
 
 def _check_resent(
-    stored: Sequence[Any],
+    session: Session,
+    stored: Callable[[list[tuple[Any, Any]]], Select[Any]],
     sent: dict[tuple[Any, Any], dict[str, Any]],
+    inserted: set[tuple[Any, Any]],
     key_fields: tuple[str, str],
     fields: Sequence[str],
     what: str,
     label: str,
 ) -> None:
-    """Re-sent items must equal what is stored; anything else is a conflict, not a duplicate."""
-    for row in stored:
+    """Items sent again must equal what is stored; anything else is a conflict, not a duplicate.
+
+    ``stored`` gives the query for the stored rows of the keys that were not inserted.
+    """
+    resent = [key for key in sent if key not in inserted]
+    if not resent:
+        return
+    for row in session.execute(stored(resent)):
         key = (getattr(row, key_fields[0]), getattr(row, key_fields[1]))
-        if key in sent and any(getattr(row, f) != sent[key][f] for f in fields):
+        if (
+            key in sent
+            and key not in inserted
+            and any(getattr(row, f) != sent[key][f] for f in fields)
+        ):
             raise Conflict(_conflict_detail(what, label.format(*key), row, sent[key], fields))
 
 
@@ -295,7 +307,7 @@ def ingest_energy(
             method = values[f"{component}_method"]
             if method is not None:
                 values[f"{component}_method"] = method.value
-    sent = _unique_items(samples, ("rank", "seq"), SAMPLE_KEY, "samples")
+    sent = _unique_items(samples, repository.SAMPLE_KEY, SAMPLE_LABEL, "samples")
     kg_per_kwh = run.carbon_intensity_g_per_kwh / G_PER_KG * run.pue
     rows = []
     # One order for every batch, so concurrent batches on the same keys cannot deadlock.
@@ -313,16 +325,16 @@ def ingest_energy(
             }
         )
     inserted = repository.insert_new_samples(session, rows)
-    if len(inserted) < len(rows):
-        resent = [key for key in sent if key not in inserted]
-        _check_resent(
-            session.execute(repository.stored_samples(run.id, resent)).all(),
-            {key: sent[key] for key in resent},
-            ("rank", "seq"),
-            SAMPLE_FIELDS,
-            "energy sample",
-            SAMPLE_KEY,
-        )
+    _check_resent(
+        session,
+        lambda keys: repository.stored_samples(run.id, keys),
+        sent,
+        inserted,
+        repository.SAMPLE_KEY,
+        SAMPLE_FIELDS,
+        "energy sample",
+        SAMPLE_LABEL,
+    )
     new_rows = [row for row in rows if (row["rank"], row["seq"]) in inserted]
     if new_rows:
         repository.add_energy_totals(session, run.id, new_rows)
@@ -336,19 +348,19 @@ def ingest_metrics(
     """Store a batch of metric points in one transaction; re-sent points change nothing."""
     run = ingest_target(session, caller, run_id)
     points = batch.model_dump()["points"]
-    sent = _unique_items(points, ("name", "step"), POINT_KEY, "points")
+    sent = _unique_items(points, repository.POINT_KEY, POINT_LABEL, "points")
     rows = [{**sent[key], "run_id": run.id} for key in sorted(sent)]
     inserted = repository.insert_new_points(session, rows)
-    if len(inserted) < len(rows):
-        resent = [key for key in sent if key not in inserted]
-        _check_resent(
-            session.execute(repository.stored_points(run.id, resent)).all(),
-            {key: sent[key] for key in resent},
-            ("name", "step"),
-            POINT_FIELDS,
-            "metric point",
-            POINT_KEY,
-        )
+    _check_resent(
+        session,
+        lambda keys: repository.stored_points(run.id, keys),
+        sent,
+        inserted,
+        repository.POINT_KEY,
+        POINT_FIELDS,
+        "metric point",
+        POINT_LABEL,
+    )
     new_rows = [row for row in rows if (row["name"], row["step"]) in inserted]
     if new_rows:
         repository.add_metric_stats(session, run.id, new_rows)
