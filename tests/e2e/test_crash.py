@@ -24,15 +24,11 @@ from greenaudit.api.models import EnergySample
 
 from ..conftest import free_port
 from .energy_stream import batch_sizes
+from .service import create_run, database, make_project, start_service, stop_service
 from .test_concurrency import (
     assert_runs_hold_what_was_sent,
     client_report,
-    create_run,
-    database,
-    make_project,
     start_client,
-    start_service,
-    stop_service,
     stored_per_run,
     troubles,
 )
