@@ -59,13 +59,27 @@ async def _mark_crashed_runs(app: FastAPI) -> None:
             logger.exception("could not mark crashed runs")
 
 
+_start_up_frozen = False
+
+
+def _freeze_start_up_objects() -> None:
+    """Move what is loaded by now out of the cyclic collector's reach, once per process.
+
+    FastAPI, SQLAlchemy, pydantic and the analytics stack live as long as the process. Left to
+    the collector, each full collection walked those ~200,000 objects for about 60 ms, and that
+    pause was the slowest batches' latency under load. Once is enough: a second app in the same
+    process (tests) would only pay for another full collection.
+    """
+    global _start_up_frozen
+    if not _start_up_frozen:
+        gc.collect()
+        gc.freeze()
+        _start_up_frozen = True
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    # What is loaded by now (FastAPI, SQLAlchemy, pydantic, the analytics stack) lives as long
-    # as the process. Left to the cyclic collector, each full collection walked those ~200,000
-    # objects for about 60 ms, and that pause was the slowest batches' latency under load.
-    gc.collect()
-    gc.freeze()
+    _freeze_start_up_objects()
     sweeper = asyncio.create_task(_mark_crashed_runs(app))
     try:
         yield
