@@ -22,7 +22,15 @@ from ..deps import ReaderDep, SessionDep, WriterDep
 from ..errors import ERROR_RESPONSES
 from ..observability import count_ingested
 from . import service
-from .schemas import EnergySampleOut, MetricPointOut, RunFilters, RunOut, RunSort, SortOrder
+from .schemas import (
+    CreationCostOut,
+    EnergySampleOut,
+    MetricPointOut,
+    RunFilters,
+    RunOut,
+    RunSort,
+    SortOrder,
+)
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"], responses=ERROR_RESPONSES)
 
@@ -84,6 +92,17 @@ def finish_run(
 ) -> RunOut:
     """End a run as finished or failed. Re-sending the same finish is harmless."""
     return service.finish_run(session, caller, run_id, body)
+
+
+@router.get("/{run_id}/cost", response_model=CreationCostOut)
+def creation_cost(run_id: uuid.UUID, session: SessionDep, caller: ReaderDep) -> CreationCostOut:
+    """What creating this run's model cost, next to the run itself.
+
+    Creation counts the run, its ancestors through ``parent_run_id`` (pre-training) and every
+    other run of the groups they belong to (a sweep's or an architecture search's trials), each
+    once; kWh, kg CO2e and GPU-hours, with the ratio of creation to final.
+    """
+    return service.creation_cost(session, caller, run_id)
 
 
 @router.post("/{run_id}/heartbeat", response_model=RunOut)

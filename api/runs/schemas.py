@@ -128,3 +128,41 @@ class MetricPointOut(BaseModel):
     epoch: int | None
     value: float
     time: datetime
+
+
+class Cost(BaseModel):
+    """Energy, CO2 and GPU time of one or more runs."""
+
+    energy_kwh: float
+    co2_kg: float
+    gpu_hours: float
+    runs: int
+
+
+class CostOfRun(BaseModel):
+    id: uuid.UUID
+    name: str | None
+    group: str | None
+    relation: str = Field(
+        description="final (the run asked about), ancestor (through parent_run_id) or trial "
+        "(another run of a group the final run or an ancestor belongs to)"
+    )
+    energy_kwh: float
+    co2_kg: float
+    gpu_hours: float
+
+
+class CreationCostOut(BaseModel):
+    """What creating a model cost, next to what its final run cost."""
+
+    run_id: uuid.UUID
+    final: Cost = Field(description="the run itself")
+    creation: Cost = Field(
+        description="the run, its ancestors through parent_run_id (pre-training), and every "
+        "other run of the groups they belong to (the trials of the searches), each once"
+    )
+    energy_ratio: float | None = Field(
+        description="creation energy / final energy; null when the final run used none"
+    )
+    co2_ratio: float | None = Field(description="creation CO2 / final CO2; null when zero")
+    runs: list[CostOfRun]

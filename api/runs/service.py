@@ -28,6 +28,9 @@ from ..errors import Conflict, InvalidInput, NotFound
 from ..models import EnergySample, Run, utcnow
 from . import repository
 from .schemas import (
+    Cost,
+    CostOfRun,
+    CreationCostOut,
     EnergySampleOut,
     MetricPointOut,
     RunFilters,
@@ -430,4 +433,80 @@ def metrics_of_run(
         total=total,
         limit=limit,
         offset=offset,
+    )
+
+
+MAX_LINEAGE_DEPTH = 100
+
+
+def creation_cost(session: Session, caller: Principal, run_id: uuid.UUID) -> CreationCostOut:
+    """What creating ``run_id``'s model cost, next to the run itself.
+
+    Creation is the run, its ancestors through ``parent_run_id`` and the other runs of their
+    groups (the search trials), each counted once, in the caller's project only.
+    """
+    final = get_run(session, caller, run_id)
+    chain = [final]
+    seen = {final.id}
+    # Parents are created before children and never change, so the chain ends; the depth cap
+    # and the seen set only guard against data written around the API.
+    while chain[-1].parent_run_id is not None and len(chain) < MAX_LINEAGE_DEPTH:
+        parent = session.get(Run, chain[-1].parent_run_id)
+        if parent is None or parent.project_id != caller.project_id or parent.id in seen:
+            break
+        chain.append(parent)
+        seen.add(parent.id)
+    groups = {run.group_name for run in chain if run.group_name is not None}
+    trials = (
+        session.scalars(
+            select(Run)
+            .where(
+                Run.project_id == caller.project_id,
+                Run.group_name.in_(groups),
+                Run.id.not_in(seen),
+            )
+            .order_by(Run.started_at, Run.id)
+        ).all()
+        if groups
+        else []
+    )
+    related = [(final, "final")] + [(run, "ancestor") for run in chain[1:]]
+    related += [(run, "trial") for run in trials]
+    stored = {
+        t.run_id: t
+        for t in session.scalars(repository.energy_totals([run.id for run, _ in related]))
+    }
+    costs = []
+    for run, relation in related:
+        row = stored.get(run.id)
+        costs.append(
+            CostOfRun(
+                id=run.id,
+                name=run.name,
+                group=run.group_name,
+                relation=relation,
+                energy_kwh=(row.cpu_kwh + row.gpu_kwh + row.ram_kwh) if row else 0.0,
+                co2_kg=row.co2_kg if row else 0.0,
+                gpu_hours=row.gpu_seconds / repository.SECONDS_PER_HOUR if row else 0.0,
+            )
+        )
+
+    def total(items: Sequence[CostOfRun]) -> Cost:
+        return Cost(
+            energy_kwh=sum(c.energy_kwh for c in items),
+            co2_kg=sum(c.co2_kg for c in items),
+            gpu_hours=sum(c.gpu_hours for c in items),
+            runs=len(items),
+        )
+
+    final_cost, creation = total(costs[:1]), total(costs)
+    return CreationCostOut(
+        run_id=final.id,
+        final=final_cost,
+        creation=creation,
+        energy_ratio=(
+            creation.energy_kwh / final_cost.energy_kwh if final_cost.energy_kwh > 0 else None
+        ),
+        co2_ratio=creation.co2_kg / final_cost.co2_kg if final_cost.co2_kg > 0 else None,
+        runs=costs,
     )

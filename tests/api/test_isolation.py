@@ -624,6 +624,9 @@ CASES: dict[Op, Case] = {
         ],
         lambda w: Probe("GET", NOFADE),
     ),
+    ("GET", RUN + "/cost"): Case(
+        "key", False, _runs_of_b("GET", RUN + "/cost"), _own_run("GET", RUN + "/cost")
+    ),
     ("GET", RUN + "/returns"): Case(
         "key",
         False,

@@ -381,3 +381,62 @@ def test_quiet_runs_are_marked_crashed_and_a_heartbeat_revives_them(
         )
         revived = client.post(f"/api/v1/runs/{quiet['id']}/heartbeat", headers=project.write)
         assert revived.json()["status"] == "running"
+
+
+def test_creation_cost_counts_the_search_and_the_pretraining_once(
+    client: TestClient, project: ProjectKeys, other_project: ProjectKeys
+):
+    def run_with(keys: ProjectKeys, samples: int, **fields: object) -> str:
+        run = create_run(client, keys, **fields)
+        if samples:
+            stored = client.post(
+                f"/api/v1/runs/{run['id']}/energy",
+                json={"samples": [sample(i) for i in range(samples)]},
+                headers=keys.write,
+            )
+            assert stored.json()["inserted"] == samples
+        return str(run["id"])
+
+    pretrain = run_with(project, 2, name="pretrain", group="pretrain-sweep")
+    pretrain_trial = run_with(project, 1, name="pretrain-lr-2", group="pretrain-sweep")
+    trials = [run_with(project, 1, name=f"trial-{i}", group="nas") for i in range(3)]
+    final = run_with(project, 2, name="final", group="nas", parent_run_id=pretrain)
+    run_with(project, 5, name="unrelated", group="other-search")
+    run_with(other_project, 4, name="same group, other project", group="nas")
+
+    cost = client.get(f"/api/v1/runs/{final}/cost", headers=project.read).json()
+    # Each sample: 0.0055 kWh, 0.0055 x 50 g/kWh x 1.2 = 0.33 g CO2e, 60 s x 2 GPUs = 1/30 h.
+    # Final: 2 samples. Creation: final 2 + pretrain 2 + its sweep's other trial 1 + the three
+    # NAS trials 1 each = 8 samples; the unrelated search and the other project's run are out.
+    assert cost["final"] == {
+        "energy_kwh": pytest.approx(0.011, rel=1e-12),
+        "co2_kg": pytest.approx(0.00066, rel=1e-9),
+        "gpu_hours": pytest.approx(2 / 30, rel=1e-12),
+        "runs": 1,
+    }
+    assert cost["creation"] == {
+        "energy_kwh": pytest.approx(0.044, rel=1e-12),
+        "co2_kg": pytest.approx(0.00264, rel=1e-9),
+        "gpu_hours": pytest.approx(8 / 30, rel=1e-12),
+        "runs": 6,
+    }
+    assert cost["energy_ratio"] == pytest.approx(4.0, rel=1e-12)
+    assert cost["co2_ratio"] == pytest.approx(4.0, rel=1e-12)
+    relations = {run["id"]: run["relation"] for run in cost["runs"]}
+    assert relations == {
+        final: "final",
+        pretrain: "ancestor",
+        pretrain_trial: "trial",
+        **dict.fromkeys(trials, "trial"),
+    }
+    # A run of its own, with no group and no parent, cost only itself; a run that used no
+    # energy has no ratio rather than a division by zero.
+    alone = run_with(project, 1, name="alone")
+    assert client.get(f"/api/v1/runs/{alone}/cost", headers=project.read).json()[
+        "energy_ratio"
+    ] == pytest.approx(1.0)
+    empty = run_with(project, 0, name="empty")
+    assert (
+        client.get(f"/api/v1/runs/{empty}/cost", headers=project.read).json()["energy_ratio"]
+        is None
+    )
