@@ -13,6 +13,7 @@ import time
 import uuid
 
 from limits import RateLimitItem, parse_many
+from limits.errors import ConfigurationError
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
@@ -21,14 +22,30 @@ from .errors import TooManyRequests
 OFF = "off"
 
 
+class RateLimitConfigurationError(ValueError):
+    """GREENAUDIT_RATE_LIMIT or GREENAUDIT_RATE_LIMIT_STORAGE cannot be used; says which."""
+
+
 class KeyRateLimiter:
     """Admits or refuses one request of a key against every configured limit."""
 
     def __init__(self, rate: str, storage_uri: str) -> None:
-        self.limits: list[RateLimitItem] = (
-            [] if rate.strip().lower() in (OFF, "") else parse_many(rate)
-        )
-        self.strategy = MovingWindowRateLimiter(storage_from_string(storage_uri))
+        try:
+            self.limits: list[RateLimitItem] = (
+                [] if rate.strip().lower() in (OFF, "") else parse_many(rate)
+            )
+        except ValueError:
+            raise RateLimitConfigurationError(
+                f"GREENAUDIT_RATE_LIMIT={rate!r} is not a rate: write it like '1000/second', "
+                "'20000/minute' or '100/second;5000/hour', or 'off'"
+            ) from None
+        try:
+            storage = storage_from_string(storage_uri)
+        except (ConfigurationError, ValueError) as error:
+            raise RateLimitConfigurationError(
+                f"GREENAUDIT_RATE_LIMIT_STORAGE={storage_uri!r} cannot be used: {error}"
+            ) from None
+        self.strategy = MovingWindowRateLimiter(storage)
 
     def admit(self, key_id: uuid.UUID) -> None:
         """Count one request of ``key_id``; raise :class:`TooManyRequests` when over a limit."""

@@ -100,11 +100,17 @@ def serve(
     import uvicorn
 
     from greenaudit.api.auth import admin_token_problem
+    from greenaudit.api.ratelimit import KeyRateLimiter, RateLimitConfigurationError
 
     settings = _server_settings(database_url)
     problem = admin_token_problem(settings.admin_token)
     if problem:
         _fail(f"the service will not start: {problem}")
+    try:
+        # Checked here, where it can be said plainly, rather than in each worker as it starts.
+        KeyRateLimiter(settings.rate_limit, settings.rate_limit_storage)
+    except RateLimitConfigurationError as error:
+        _fail(f"the service will not start: {error}")
     _upgrade(settings)
     typer.echo(
         f"greenaudit on http://{host}:{port} (API docs at /docs), database "

@@ -72,6 +72,25 @@ def test_serve_refuses_to_start_without_a_strong_admin_token(
     assert not (tmp_path / "greenaudit.db").exists()
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("GREENAUDIT_RATE_LIMIT", "lots", "GREENAUDIT_RATE_LIMIT='lots' is not a rate"),
+        ("GREENAUDIT_RATE_LIMIT_STORAGE", "nope://x", "GREENAUDIT_RATE_LIMIT_STORAGE='nope://x'"),
+    ],
+)
+def test_serve_refuses_a_rate_limit_it_cannot_use(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, value: str, says: str
+):
+    monkeypatch.setenv("GREENAUDIT_ADMIN_TOKEN", ADMIN_TOKEN)
+    monkeypatch.setenv("GREENAUDIT_HOME", str(tmp_path))
+    monkeypatch.setenv(variable, value)
+    result = runner.invoke(app, ["serve", "--port", "1"])
+    assert result.exit_code == 2
+    assert f"the service will not start: {says}" in " ".join(result.output.split())
+    assert not (tmp_path / "greenaudit.db").exists()
+
+
 def test_project_create_needs_the_admin_token(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("GREENAUDIT_ADMIN_TOKEN", raising=False)
     result = runner.invoke(app, ["project", "create", "vision"])

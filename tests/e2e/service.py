@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -105,3 +106,11 @@ def create_run(url: str, key: str, name: str) -> str:
     )
     assert created.status_code == 201, created.text
     return str(body["id"])
+
+
+def stream_configs(url: str, key: str, own_runs: int, shared_ranks: int) -> list[dict[str, Any]]:
+    """Where each streaming client writes: ``own_runs`` runs of their own (rank 0), then
+    ``shared_ranks`` clients as ranks 0, 1, ... of one shared run."""
+    shared = create_run(url, key, "shared")
+    own = [{"run_id": create_run(url, key, f"own-{i}"), "rank": 0} for i in range(own_runs)]
+    return own + [{"run_id": shared, "rank": rank} for rank in range(shared_ranks)]

@@ -31,7 +31,7 @@ from sqlalchemy import create_engine, func, select
 from greenaudit.api.models import EnergySample, Run, RunEnergyTotals
 
 from ..conftest import free_port
-from .service import create_run, database, make_project, start_service, stop_service
+from .service import database, make_project, start_service, stop_service, stream_configs
 
 pytestmark = pytest.mark.e2e
 
@@ -172,10 +172,7 @@ def test_55_clients_for_a_minute_store_every_sample_exactly_once(backend: str, t
         clients: list[subprocess.Popen] = []
         try:
             key, read = make_project(url, "concurrency")
-            shared = create_run(url, key, "shared")
-            configs = [
-                {"run_id": create_run(url, key, f"own-{i}"), "rank": 0} for i in range(OWN_RUNS)
-            ] + [{"run_id": shared, "rank": rank} for rank in range(SHARED_RANKS)]
+            configs = stream_configs(url, key, OWN_RUNS, SHARED_RANKS)
             until = time.time() + DURATION_S
             for seed, config in enumerate(configs):
                 config.update(

@@ -24,7 +24,7 @@ from greenaudit.api.models import EnergySample
 
 from ..conftest import free_port
 from .energy_stream import batch_sizes
-from .service import create_run, database, make_project, start_service, stop_service
+from .service import database, make_project, start_service, stop_service, stream_configs
 from .test_concurrency import (
     assert_runs_hold_what_was_sent,
     client_report,
@@ -107,10 +107,7 @@ def test_a_service_killed_mid_batch_keeps_whole_batches_and_exact_counts(
         clients: list[subprocess.Popen] = []
         try:
             key, read = make_project(url, "crash")
-            shared = create_run(url, key, "shared")
-            configs = [
-                {"run_id": create_run(url, key, f"own-{i}"), "rank": 0} for i in range(OWN_RUNS)
-            ] + [{"run_id": shared, "rank": rank} for rank in range(SHARED_RANKS)]
+            configs = stream_configs(url, key, OWN_RUNS, SHARED_RANKS)
             progress = [tmp_path / f"progress-{i}" for i in range(len(configs))]
             total = len(configs) * BATCHES
             for seed, (config, path) in enumerate(zip(configs, progress, strict=True)):
