@@ -7,8 +7,10 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine, text
@@ -17,10 +19,13 @@ from starlette.concurrency import run_in_threadpool
 from greenaudit import __version__
 from greenaudit.settings import Settings
 
-from . import observability
+from . import models, observability
+from .alerts import service as alerts_service
+from .alerts.routes import router as alerts_router
 from .analytics.routes import router as analytics_router
 from .auth import admin_token_problem
 from .body import add_body_schemas
+from .budgets.routes import router as budgets_router
 from .codecarbon.routes import router as codecarbon_router
 from .dashboards.routes import install as install_dashboards
 from .datasets.routes import router as datasets_router
@@ -59,6 +64,36 @@ async def _mark_crashed_runs(app: FastAPI) -> None:
             logger.exception("could not mark crashed runs")
 
 
+async def _watch_budgets(app: FastAPI) -> None:
+    """Every ``alert_interval_s``, store new alerts, then post those due to webhooks."""
+    settings: Settings = app.state.settings
+    interval_s = settings.alert_interval_s
+    since = models.utcnow()
+
+    def one_pass() -> None:
+        nonlocal since
+        now = models.utcnow()
+        with app.state.write_sessions() as session, session.begin():
+            stored = alerts_service.evaluate(session, now, since - timedelta(seconds=interval_s))
+        since = now
+        if stored:
+            logger.info("stored %d new alert(s)", stored)
+        with httpx.Client(follow_redirects=False) as http:
+            alerts_service.deliver_due(
+                app.state.write_sessions,
+                http,
+                models.utcnow(),
+                allow_private=settings.webhook_allow_private,
+            )
+
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await run_in_threadpool(one_pass)
+        except Exception:  # a database or network hiccup must not end the watch
+            logger.exception("could not check budgets and deliver alerts")
+
+
 _start_up_frozen = False
 
 
@@ -80,13 +115,17 @@ def _freeze_start_up_objects() -> None:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     _freeze_start_up_objects()
-    sweeper = asyncio.create_task(_mark_crashed_runs(app))
+    tasks = [
+        asyncio.create_task(_mark_crashed_runs(app)),
+        asyncio.create_task(_watch_budgets(app)),
+    ]
     try:
         yield
     finally:
-        sweeper.cancel()
-        with suppress(asyncio.CancelledError):
-            await sweeper
+        for task in tasks:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
         observability.worker_exited()
 
 
@@ -125,7 +164,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PATCH"],
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "x-api-token"],
             max_age=600,
         )
@@ -135,6 +174,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         observability.router,
         projects_router,
         runs_router,
+        budgets_router,
+        alerts_router,
         datasets_router,
         totals_router,
         analytics_router,

@@ -74,7 +74,6 @@ class Project(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), unique=True)
-    budget_kg_co2: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     keys: Mapped[list[ApiKey]] = relationship(back_populates="project")
@@ -106,7 +105,7 @@ class Run(Base):
     project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
     name: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
     kind: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(24))
     model: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
     model_params: Mapped[int | None] = mapped_column(BigInteger)
     flops: Mapped[float | None] = mapped_column(Float)
@@ -263,3 +262,76 @@ class RunMethod(Base):
     )
     component: Mapped[str] = mapped_column(String(8), primary_key=True)
     method: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+
+class Budget(Base):
+    """A carbon budget of a project, or of one group of its runs, over a period or for good.
+
+    ``group_name`` is ``""`` for the whole project rather than NULL, so that the unique
+    constraint holds on every database (NULLs are never equal to each other).
+    """
+
+    __tablename__ = "budget"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    group_name: Mapped[str] = mapped_column(String(NAME_LENGTH), default="")
+    period: Mapped[str] = mapped_column(String(8))
+    limit_kg_co2: Mapped[float | None] = mapped_column(Float)
+    limit_kwh: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("project_id", "group_name", "period"),)
+
+
+class Alert(Base):
+    """Something a project asked to hear about: a budget crossed, a plateau passed.
+
+    The table is also the webhook outbox: an alert is stored in the transaction that decides
+    it, then delivered (and retried) from here, so a crash between the two loses nothing.
+    ``dedupe_key`` makes deciding idempotent: several workers may find the same crossing, and
+    only the first insert of it counts.
+    """
+
+    __tablename__ = "alert"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    project_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    budget_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("budget.id", ondelete="SET NULL")
+    )
+    run_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    dedupe_key: Mapped[str] = mapped_column(String(400))
+    message: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # pending -> delivered | failed; "none" when the project had no webhook at the time.
+    delivery: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "dedupe_key"),
+        Index("ix_alert_delivery_next_attempt", "delivery", "next_attempt_at"),
+        Index("ix_alert_project_created", "project_id", "created_at"),
+    )
+
+
+class Webhook(Base):
+    """Where a project's alerts are posted. One per project.
+
+    The secret is kept as given, not hashed: signing each alert needs it.
+    """
+
+    __tablename__ = "webhook"
+
+    project_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), primary_key=True
+    )
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -6,6 +6,16 @@ the greenaudit service.
 """
 
 from greenaudit._version import __version__
+from greenaudit.client.policy import BudgetExceeded, PlateauPassed
 from greenaudit.client.run import Run, RunResult, current_run, run, track
 
-__all__ = ["Run", "RunResult", "__version__", "current_run", "run", "track"]
+__all__ = [
+    "BudgetExceeded",
+    "PlateauPassed",
+    "Run",
+    "RunResult",
+    "__version__",
+    "current_run",
+    "run",
+    "track",
+]

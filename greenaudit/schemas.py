@@ -39,6 +39,11 @@ class RunStatus(str, Enum):
     finished = "finished"
     failed = "failed"
     crashed = "crashed"
+    # The client stopped the training because a carbon budget was spent (on_budget="stop").
+    stopped_by_budget = "stopped_by_budget"
+
+
+CLIENT_END_STATUSES = frozenset({RunStatus.finished, RunStatus.failed, RunStatus.stopped_by_budget})
 
 
 class MeasurementMethod(str, Enum):
@@ -190,8 +195,10 @@ class RunFinish(WireModel):
 
     @model_validator(mode="after")
     def _terminal_status(self) -> RunFinish:
-        if self.status not in (RunStatus.finished, RunStatus.failed):
-            raise ValueError("a client can finish a run only as 'finished' or 'failed'")
+        if self.status not in CLIENT_END_STATUSES:
+            raise ValueError(
+                "a client can finish a run only as 'finished', 'failed' or 'stopped_by_budget'"
+            )
         return self
 
 

@@ -60,6 +60,23 @@ class Settings(BaseSettings):
         gt=0,
         description="Service: a running run not heard from for this long is marked crashed.",
     )
+    budget_check_interval_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="Client: seconds between checks of the run's budgets and plateau, for "
+        "runs started with on_budget or on_plateau.",
+    )
+    alert_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Service: seconds between checks of budgets and plateaus for new alerts, "
+        "and between webhook delivery rounds.",
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Service: allow webhooks to hosts on private or local networks.",
+    )
     sqlite_busy_timeout_ms: int = Field(default=15000, ge=0)
     rate_limit: str = Field(
         default="1000/second",

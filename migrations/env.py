@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from greenaudit.api.db import make_engine
+from greenaudit.api.migrate import compare_type
 from greenaudit.api.models import Base
 from greenaudit.settings import Settings
 
@@ -19,7 +20,7 @@ def _configure_and_run(connection: Connection) -> None:
         target_metadata=target_metadata,
         # SQLite cannot ALTER most things in place; batch mode rebuilds tables instead.
         render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
+        compare_type=compare_type,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -112,7 +112,10 @@ def engine(request: pytest.FixtureRequest, _migrated_engines: Any) -> Iterator[E
 @pytest.fixture
 def settings(engine: Engine) -> Settings:
     return Settings(
-        database_url=engine.url.render_as_string(hide_password=False), admin_token=ADMIN_TOKEN
+        database_url=engine.url.render_as_string(hide_password=False),
+        admin_token=ADMIN_TOKEN,
+        # Tests run alert passes themselves, when they choose; the e2e tests run the service's.
+        alert_interval_s=3600,
     )
 
 

@@ -12,7 +12,13 @@ from ..auth import Scope
 
 class ProjectCreate(WireModel):
     name: Name
-    budget_kg_co2: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    budget_kg_co2: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="A carbon budget for the project's whole life, kg CO2e; the same as "
+        "POST /api/v1/budgets with period 'all'.",
+    )
 
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"name": "vision", "budget_kg_co2": 50}]}
@@ -24,7 +30,6 @@ class ProjectOut(BaseModel):
 
     id: uuid.UUID
     name: str
-    budget_kg_co2: float | None
     created_at: datetime
 
 

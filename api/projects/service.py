@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session
 
 from ..auth import Scope, hash_key, new_key
 from ..errors import Conflict, NotFound
-from ..models import ApiKey, Project, utcnow
+from ..models import ApiKey, Budget, Project, utcnow
 from . import repository
 from .schemas import KeyIssued, KeyOut, ProjectCreate, ProjectCreated, ProjectOut
 
@@ -35,9 +35,15 @@ def issue_key(session: Session, project: Project, scope: Scope, name: str | None
 def create_project(session: Session, body: ProjectCreate) -> ProjectCreated:
     if session.scalar(repository.project_by_name(body.name)) is not None:
         raise Conflict(f"a project named {body.name!r} already exists")
-    project = Project(name=body.name, budget_kg_co2=body.budget_kg_co2)
+    project = Project(name=body.name)
     session.add(project)
     session.flush()
+    if body.budget_kg_co2 is not None:
+        session.add(
+            Budget(
+                project_id=project.id, group_name="", period="all", limit_kg_co2=body.budget_kg_co2
+            )
+        )
     return ProjectCreated(
         project=ProjectOut.model_validate(project),
         write_key=issue_key(session, project, Scope.write, "default write"),

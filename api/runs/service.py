@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from greenaudit.schemas import (
+    CLIENT_END_STATUSES,
     BatchResult,
     EnergyBatch,
     EnergySampleIn,
@@ -213,7 +214,7 @@ def update_run(session: Session, caller: Principal, run_id: uuid.UUID, body: Run
 
 def finish_run(session: Session, caller: Principal, run_id: uuid.UUID, body: RunFinish) -> RunOut:
     run = get_run(session, caller, run_id)
-    terminal = (RunStatus.finished.value, RunStatus.failed.value)
+    terminal = {status.value for status in CLIENT_END_STATUSES}
     if run.status in terminal and (run.status, run.ended_at) != (body.status.value, body.ended_at):
         raise Conflict(f"run {run_id} has already ended as {run.status} at {run.ended_at}")
     if body.ended_at < run.started_at:

@@ -32,6 +32,7 @@ from .measure import (
     resolve_carbon_intensity,
     warm_up_in_background,
 )
+from .policy import BudgetExceeded, PlateauPassed, Policy
 from .sender import READY_WAIT_S, RunSender
 from .spool import RunSpool
 
@@ -123,7 +124,7 @@ class RunResult:
 
     Attributes:
         run_id: The run's UUID on the service.
-        status: ``finished`` or ``failed``.
+        status: ``finished``, ``failed`` or ``stopped_by_budget``.
         duration_s: Wall-clock seconds from start to finish.
         energy_kwh: ``cpu_kwh + gpu_kwh + ram_kwh``, in kilowatt-hours.
         co2_kg: ``energy_kwh × carbon_intensity_g_per_kwh / 1000 × pue``, kg CO2e.
@@ -186,9 +187,18 @@ class Run:
         dataset_version: str | None = None,
         run_id: str | uuid.UUID | None = None,
         settings: Settings | None = None,
+        on_budget: str | None = None,
+        on_plateau: Callable[[PlateauPassed], Any] | None = None,
         **meta: Any,
     ) -> None:
         self.id = str(run_id or _job_run_id() or uuid.uuid4())
+        self._policy: Policy | None = None
+        if on_budget is not None or on_plateau is not None:
+            try:
+                self._policy = Policy(on_budget, on_plateau)
+            except ValueError as error:
+                # Loud, because the user asked for enforcement and will not get it.
+                logger.error("greenaudit: budget policy ignored: %s", error)
         self._fields: dict[str, Any] = {
             "project": project,
             "model": model,
@@ -254,7 +264,13 @@ class Run:
             on_sample=self._on_sample,
             current_step=lambda: self._last_step,
         )
-        self._sender = RunSender(settings, self._spool, self._create_body, self._ready)
+        self._sender = RunSender(
+            settings,
+            self._spool,
+            self._create_body,
+            self._ready,
+            on_forecast=self._policy.consider if self._policy is not None else None,
+        )
         # Carbon intensity and hardware detection are slow on first use; they run beside
         # the training, which has already started.
         threading.Thread(target=self._prepare, name="greenaudit-prepare", daemon=True).start()
@@ -294,7 +310,10 @@ class Run:
         deadline = time.monotonic() + settings.flush_timeout_s
         self._ready.wait(settings.flush_timeout_s)
         self._meter.stop(max(0.0, deadline - time.monotonic()))
-        status = "failed" if error is not None else "finished"
+        if self.stopped_by_budget and (error is None or isinstance(error, BudgetExceeded)):
+            status = "stopped_by_budget"
+        else:
+            status = "failed" if error is not None else "finished"
         # One run across all ranks: global rank 0 ends it; the others only end their part.
         self._sender.submit(
             "finish_run" if self._placement.rank == 0 else "end_rank",
@@ -383,12 +402,21 @@ class Run:
         """Record metric values at a step, e.g. ``run.log(epoch=3, accuracy=0.95)``.
 
         ``step`` defaults to ``epoch`` when only that is given, else to the number of earlier
-        ``log`` calls. Values are checked and sent off the training thread.
+        ``log`` calls: the steps done so far, in the unit of ``total_steps``. Values are checked
+        and sent off the training thread.
+
+        Each call is a step boundary: a run started with ``on_plateau`` calls it here, and one
+        started with ``on_budget="stop"`` raises :class:`BudgetExceeded` here once its budget
+        is spent, after keeping what this call logged. Nothing else is ever raised.
         """
         if not self._active or self._finished:
             return
         if self._placement.rank != 0:
-            return  # one run, one set of curves: rank 0 logs the metrics, every rank its energy
+            # One run, one set of curves: rank 0 logs the metrics, every rank its energy. Every
+            # rank stops at its boundary, though, or the others would wait for it forever.
+            if self._policy is not None and self._policy.pending:
+                self._policy.at_step_boundary()
+            return
         try:
             epoch = _counter(epoch, "epoch")
             step = _counter(step, "step") if step is not None else epoch
@@ -415,6 +443,14 @@ class Run:
         self._last_step = step
         # One queue item per call, whatever the number of metrics; the sender unpacks it.
         self._sender.submit("log", (step, epoch, time.time(), values))
+        if self._policy is not None and self._policy.pending:
+            # After the submit: what this step logged is kept when the run stops here.
+            self._policy.at_step_boundary()
+
+    @property
+    def stopped_by_budget(self) -> bool:
+        """Whether this run raised :class:`BudgetExceeded` (``on_budget="stop"``)."""
+        return self._policy is not None and self._policy.stopped
 
     def set(self, **facts: Any) -> None:
         """Record facts about the run, for cost per sample and scaling curves.
@@ -558,6 +594,13 @@ def run(
     Keyword options: ``name``, ``kind`` (train, finetune, eval, inference, search-trial),
     ``group``, ``parent_run_id``, ``primary_metric``, ``dataset_version``, ``run_id``,
     ``settings``; any other keyword is stored as run metadata.
+
+    Enforcement is opt-in. ``on_budget="warn"`` logs a warning when a budget the run counts
+    against is spent or forecast to be overspent; ``on_budget="stop"`` also raises
+    :class:`BudgetExceeded` at the next ``run.log`` once one is spent, and the run ends as
+    ``stopped_by_budget``. ``on_plateau=callback`` calls ``callback(PlateauPassed)`` once, at a
+    ``run.log``, when the run is past the step where its metric is forecast to plateau. Both
+    need the service and ``run.set(total_steps=...)`` for forecasts.
     """
     return Run(project, model, dataset, task, **options)
 

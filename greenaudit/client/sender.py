@@ -41,6 +41,7 @@ class RunSender:
         spool: RunSpool,
         make_create_body: Callable[[], dict[str, Any]],
         ready: threading.Event,
+        on_forecast: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self._settings = settings
         self._spool = spool
@@ -57,6 +58,8 @@ class RunSender:
         self._created = False  # whether the service has the run, so heartbeats can find it
         self.lost = 0  # items dropped because the spool was full
         self._next_beat = 0.0
+        self._on_forecast = on_forecast
+        self._next_check = 0.0
         self.delivered = False
         self._rejected = 0
         self.last_error: str | None = None
@@ -129,6 +132,23 @@ class RunSender:
         except Exception:
             pass
 
+    def _check_policy(self, now: float) -> None:
+        """Ask for the run's forecast and budgets, for a run with on_budget or on_plateau."""
+        if self._on_forecast is None or self._client is None or not self._created:
+            return
+        if now < self._next_check:
+            return
+        self._next_check = now + self._settings.budget_check_interval_s
+        try:
+            answer = self._client.forecast(self._spool.run_id)
+        except Exception as error:  # the next check may get through; data is unaffected
+            self._warn_once("policy", "greenaudit: cannot check the run's budgets (%s)", error)
+            return
+        try:
+            self._on_forecast(answer)
+        except Exception:
+            logger.exception("greenaudit: could not read the service's forecast")
+
     def _loop(self) -> None:
         closing = False
         failures = 0
@@ -188,6 +208,7 @@ class RunSender:
                 next_send = now + SEND_INTERVAL_S
             if not closing:
                 self._heartbeat(now)
+                self._check_policy(now)
             if closing and time.monotonic() >= self._deadline:
                 return
 

@@ -116,6 +116,13 @@ class ServiceClient:
         """Say the run is alive (not spooled: a late heartbeat means nothing)."""
         self._http.post(f"/api/v1/runs/{run_id}/heartbeat")
 
+    def forecast(self, run_id: str) -> dict[str, Any]:
+        """The run's forecast, plateau and budgets, as the service answers them now."""
+        response = self._http.get(f"/api/v1/runs/{run_id}/forecast")
+        response.raise_for_status()
+        answer: dict[str, Any] = response.json()
+        return answer
+
     def _request(self, method: str, path: str, body: dict[str, Any]) -> None:
         try:
             response = self._http.request(method, path, json=body)

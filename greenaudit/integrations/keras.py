@@ -12,7 +12,8 @@ from .base import RunScope
 class GreenauditKerasCallback(keras.callbacks.Callback):  # type: ignore[misc]
     """Measures ``fit``; logs its metrics (validation included) at each epoch end.
 
-    Takes the options of :func:`greenaudit.run`.
+    Takes the options of :func:`greenaudit.run`. With ``on_budget="stop"``, a spent budget
+    stops ``fit`` at the next epoch end.
     """
 
     def __init__(self, **run_options: Any) -> None:
@@ -21,13 +22,19 @@ class GreenauditKerasCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._step = 0
 
     def on_train_begin(self, logs: Any = None) -> None:
-        self._scope.begin(model=getattr(self.model, "name", None))
+        params = self.params or {}
+        steps, epochs = params.get("steps"), params.get("epochs")
+        self._scope.begin(
+            total_steps=steps * epochs if steps and epochs else None,
+            model=getattr(self.model, "name", None),
+        )
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
         self._step += 1
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-        self._scope.log(self._step, epoch, logs or {})
+        if self._scope.log(self._step, epoch, logs or {}):
+            self.model.stop_training = True  # on_budget="stop": the budget is spent
 
     def on_train_end(self, logs: Any = None) -> None:
         self._scope.end()

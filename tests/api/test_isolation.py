@@ -18,6 +18,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -26,7 +27,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
-from greenaudit.api.models import Base
+from greenaudit.api.alerts import service as alerts
+from greenaudit.api.models import Base, utcnow
 
 from ..conftest import ADMIN, ADMIN_TOKEN, ProjectKeys, create_project
 from .helpers import T0, point, run_body, sample
@@ -61,6 +63,7 @@ class Side:
     codecarbon_run: str  # made by CodeCarbon's endpoints, with one emission
     profile: dict[str, Any]
     second_key: dict[str, Any]  # issued through the admin route
+    budget_id: str  # a budget of its group, crossed, so the project has an alert too
 
     @property
     def id(self) -> str:
@@ -94,6 +97,10 @@ class Side:
     def run_name(self) -> str:
         return f"{self.tag}-run"
 
+    @property
+    def webhook_url(self) -> str:
+        return webhook_url(self.tag)
+
     def secrets(self) -> list[str]:
         """Every id, key and name of this project that another project must never see."""
         keys = [self.write_key, self.read_key, self.second_key["key"]]
@@ -111,6 +118,8 @@ class Side:
             self.group,
             self.run_name,
             f"{self.tag}-finished-run",
+            self.budget_id,
+            self.webhook_url,
         ]
 
 
@@ -147,6 +156,14 @@ def codecarbon_emission(run_id: str) -> dict[str, Any]:
 
 def codecarbon_run() -> dict[str, Any]:
     return {"timestamp": T0, "experiment_id": str(uuid.uuid4()), "cpu_count": 8}
+
+
+def webhook_url(tag: str) -> str:
+    # A public address literal: accepted without DNS, and never posted to (no alert pass runs).
+    return f"https://93.184.215.14/{tag}-hook"
+
+
+WEBHOOK_SECRET = "isolation-webhook-secret-0123456789"
 
 
 def fill_project(client: TestClient, tag: str) -> Side:
@@ -186,12 +203,20 @@ def fill_project(client: TestClient, tag: str) -> Side:
         ),
         201,
     )
-    return Side(keys, f"isolation-{tag}", tag, run, finished, cc_run, profile, second)
+    budget = {"group": f"{tag}-sweep", "limit_kwh": 0.001}
+    budget_id = _ok(client.post("/api/v1/budgets", json=budget, headers=write), 201)["id"]
+    hook = {"url": webhook_url(tag), "secret": WEBHOOK_SECRET}
+    _ok(client.put("/api/v1/webhook", json=hook, headers=write), 200)
+    return Side(keys, f"isolation-{tag}", tag, run, finished, cc_run, profile, second, budget_id)
 
 
 @pytest.fixture
 def world(client: TestClient) -> World:
-    return World(a=fill_project(client, "alpha"), b=fill_project(client, "bravo"))
+    made = World(a=fill_project(client, "alpha"), b=fill_project(client, "bravo"))
+    now = utcnow()
+    with client.app.state.write_sessions() as session, session.begin():  # type: ignore[attr-defined]
+        assert alerts.evaluate(session, now, now - timedelta(minutes=5)) >= 2
+    return made
 
 
 # --- calls and what must happen ----------------------------------------------------------------
@@ -358,6 +383,21 @@ def profile_kept_apart(ctx: Ctx) -> None:
     assert_nothing_of(ctx, ctx.world.b)
 
 
+def own_change(ctx: Ctx) -> None:
+    """A change to A's own settings (its webhook) succeeds and shows nothing of B."""
+    assert 200 <= ctx.response.status_code < 300, ctx.fail("expected success on A's own")
+    assert_nothing_of(ctx, ctx.world.b)
+
+
+def budget_of_a_alone(ctx: Ctx) -> None:
+    """A budget for a group named like B's is A's: it counts none of B's runs."""
+    assert ctx.response.status_code in (200, 201), ctx.fail("expected A's own budget")
+    body = ctx.response.json()
+    assert body["id"] != ctx.world.b.budget_id, ctx.fail("got B's budget")
+    assert (body["runs"], body["spent"]["kwh"]) == (0, 0.0), ctx.fail("counts B's runs")
+    assert_nothing_of(ctx, ctx.world.b)
+
+
 def codecarbon_run_is_as(ctx: Ctx) -> None:
     """A CodeCarbon run made with A's key belongs to A."""
     assert ctx.response.status_code == 201, ctx.fail("expected 201")
@@ -412,6 +452,10 @@ PROJECT = "/api/v1/projects/{project_id}"
 KEYS = "/api/v1/projects/{project_id}/keys"
 REVOKE = "/api/v1/projects/{project_id}/keys/{key_id}/revoke"
 PROFILES = "/api/v1/datasets/profiles"
+BUDGETS = "/api/v1/budgets"
+BUDGET = "/api/v1/budgets/{budget_id}"
+ALERTS = "/api/v1/alerts"
+WEBHOOK = "/api/v1/webhook"
 TOTALS = "/api/v1/totals"
 CURVES = "/api/v1/analytics/diminishing-returns"
 NOFADE = "/api/v1/analytics/nofade"
@@ -626,6 +670,78 @@ CASES: dict[Op, Case] = {
     ),
     ("GET", RUN + "/cost"): Case(
         "key", False, _runs_of_b("GET", RUN + "/cost"), _own_run("GET", RUN + "/cost")
+    ),
+    ("GET", RUN + "/forecast"): Case(
+        "key", False, _runs_of_b("GET", RUN + "/forecast"), _own_run("GET", RUN + "/forecast")
+    ),
+    # Budgets, alerts and the webhook: each project's own.
+    ("POST", BUDGETS): Case(
+        "key",
+        True,
+        lambda w: [
+            Probe(
+                "POST",
+                BUDGETS,
+                json={"group": w.b.group, "limit_kwh": 5.0},
+                expect=budget_of_a_alone,
+                why="B's group name",
+            )
+        ],
+        lambda w: Probe("POST", BUDGETS, json={"group": w.a.group, "limit_kwh": 5.0}),
+    ),
+    ("GET", BUDGETS): Case(
+        "key",
+        False,
+        lambda w: [Probe("GET", BUDGETS, expect=clean("budget_id", "group"))],
+        lambda w: Probe("GET", BUDGETS),
+    ),
+    ("GET", BUDGET): Case(
+        "key",
+        False,
+        lambda w: [Probe("GET", BUDGET, {"budget_id": w.b.budget_id}, expect=hidden)],
+        lambda w: Probe("GET", BUDGET, {"budget_id": w.a.budget_id}),
+    ),
+    ("DELETE", BUDGET): Case(
+        "key",
+        True,
+        lambda w: [Probe("DELETE", BUDGET, {"budget_id": w.b.budget_id}, expect=hidden)],
+        lambda w: Probe("DELETE", BUDGET, {"budget_id": w.a.budget_id}),
+    ),
+    ("GET", ALERTS): Case(
+        "key",
+        False,
+        lambda w: [
+            Probe("GET", ALERTS, expect=clean("budget_id", "group")),
+            Probe("GET", ALERTS, params={"run_id": w.b.run}, expect=empty_page),
+        ],
+        lambda w: Probe("GET", ALERTS),
+    ),
+    ("PUT", WEBHOOK): Case(
+        "key",
+        True,
+        lambda w: [
+            Probe(
+                "PUT",
+                WEBHOOK,
+                json={"url": webhook_url("alpha-new"), "secret": WEBHOOK_SECRET},
+                expect=own_change,
+            )
+        ],
+        lambda w: Probe(
+            "PUT", WEBHOOK, json={"url": webhook_url("alpha-new"), "secret": WEBHOOK_SECRET}
+        ),
+    ),
+    ("GET", WEBHOOK): Case(
+        "key",
+        False,
+        lambda w: [Probe("GET", WEBHOOK, expect=clean("webhook_url"))],
+        lambda w: Probe("GET", WEBHOOK),
+    ),
+    ("DELETE", WEBHOOK): Case(
+        "key",
+        True,
+        lambda w: [Probe("DELETE", WEBHOOK, expect=own_change)],
+        lambda w: Probe("DELETE", WEBHOOK),
     ),
     ("GET", RUN + "/returns"): Case(
         "key",

@@ -13,7 +13,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
 from greenaudit.api.db import make_engine
-from greenaudit.api.migrate import downgrade, upgrade
+from greenaudit.api.migrate import compare_type, downgrade, upgrade
 from greenaudit.api.models import Base
 from greenaudit.settings import Settings
 
@@ -31,6 +31,9 @@ TABLES = {
     "run_energy_totals",
     "run_metric_stats",
     "run_method",
+    "budget",
+    "alert",
+    "webhook",
 }
 
 
@@ -52,7 +55,7 @@ def user_tables(engine: Engine) -> set[str]:
 
 def drift(engine: Engine) -> list[object]:
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(connection, opts={"compare_type": compare_type})
         return list(compare_metadata(context, Base.metadata))
 
 
@@ -77,7 +80,7 @@ def test_drift_is_detected(empty_engine: Engine):
         table.to_metadata(changed)
     Table("run", changed, Column("extra_column", Integer), extend_existing=True)
     with empty_engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(connection, opts={"compare_type": compare_type})
         differences = compare_metadata(context, changed)
     assert [d[0] for d in differences] == ["add_column"]
     assert differences[0][3].name == "extra_column"
@@ -128,3 +131,24 @@ def test_running_totals_are_backfilled_from_stored_rows(empty_engine: Engine):
     with empty_engine.connect() as connection:
         methods = connection.execute(text("SELECT component, method FROM run_method")).all()
     assert [tuple(m) for m in methods] == [("cpu", "rapl")]
+
+
+def test_a_project_budget_moves_to_the_budget_table_and_back(empty_engine: Engine):
+    upgrade(empty_engine, "0006")
+    with empty_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO project (id, name, budget_kg_co2, created_at) "
+                "VALUES (:id, 'p', 12.5, :t)"
+            ),
+            {"id": PROJECT, "t": T0},
+        )
+    upgrade(empty_engine)
+    with empty_engine.connect() as connection:
+        budget = connection.execute(
+            text("SELECT group_name, period, limit_kg_co2, limit_kwh FROM budget")
+        ).one()
+    assert tuple(budget) == ("", "all", 12.5, None)
+    downgrade(empty_engine, "0006")
+    with empty_engine.connect() as connection:
+        assert connection.scalar(text("SELECT budget_kg_co2 FROM project")) == 12.5

@@ -1,0 +1,262 @@
+"""Deciding alerts (budgets crossed, plateaus passed) and delivering them by webhook.
+
+A pass (:func:`evaluate` then :func:`deliver_due`) runs every ``GREENAUDIT_ALERT_INTERVAL_S``
+in each service process. Several processes may find the same crossing; the alert's dedupe key
+lets one insert win. Delivery claims each alert with a conditional update, so one process posts
+it, and retries with backoff until the receiver answers 2xx or the attempts run out.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..auth import Principal
+from ..budgets import service as budgets
+from ..budgets.schemas import BudgetOut
+from ..errors import InvalidInput, NotFound
+from ..models import Alert, Budget, Run, Webhook, utcnow
+from . import repository
+from .schemas import AlertKind, AlertOut, Delivery, WebhookIn, WebhookOut
+from .webhook import UnsafeWebhook, check_url, post_alert
+
+logger = logging.getLogger("greenaudit.alerts")
+
+MAX_ATTEMPTS = 10
+MAX_BACKOFF_S = 600.0
+CLAIM_S = 60.0
+DELIVERIES_PER_PASS = 100
+UNITS = (("limit_kg_co2", "kg_co2", "kg CO2e"), ("limit_kwh", "kwh", "kWh"))
+
+
+def backoff_s(attempts: int) -> float:
+    """Seconds before the next attempt after ``attempts`` failed ones: 1, 2, 4 ... 600."""
+    return float(min(2 ** max(attempts - 1, 0), MAX_BACKOFF_S))
+
+
+def _store(session: Session, project_id: uuid.UUID, has_webhook: bool, **alert: Any) -> bool:
+    row = {
+        "id": uuid.uuid4(),
+        "project_id": project_id,
+        "created_at": utcnow(),
+        "delivery": Delivery.pending.value if has_webhook else Delivery.none.value,
+        "attempts": 0,
+        **alert,
+    }
+    dialect = session.get_bind().dialect.name
+    return session.execute(repository.insert_alert(dialect, row)).first() is not None
+
+
+def _scope(state: BudgetOut) -> str:
+    scope = f"group {state.group!r}" if state.group else "the project"
+    return scope if state.period_start is None else f"{scope} this {state.period.value}"
+
+
+def _budget_alerts(session: Session, budget: Budget, state: BudgetOut, webhook: bool) -> int:
+    stored = 0
+    window = state.period_start.isoformat() if state.period_start else "all"
+    for field, unit, label in UNITS:
+        limit = getattr(budget, field)
+        if limit is None:
+            continue
+        spent, forecast = getattr(state.spent, unit), getattr(state.forecast, unit)
+        if spent > limit:
+            kind, amount = AlertKind.budget_exceeded, spent
+            message = f"{_scope(state)} has spent {spent:.4g} {label}"
+        elif forecast > limit:
+            kind, amount = AlertKind.budget_forecast_exceeded, forecast
+            message = f"{_scope(state)} is forecast to spend {forecast:.4g} {label}"
+        else:
+            continue
+        message += f", over its budget of {limit:.4g} {label}"
+        stored += _store(
+            session,
+            budget.project_id,
+            webhook,
+            budget_id=budget.id,
+            run_id=None,
+            kind=kind.value,
+            dedupe_key=f"budget:{budget.id}:{window}:{kind.value}:{unit}:{limit!r}",
+            message=message,
+            details={
+                "unit": unit,
+                "limit": limit,
+                "spent": spent,
+                "forecast": forecast,
+                "amount": amount,
+                "group": state.group,
+                "period": state.period.value,
+                "period_start": state.period_start.isoformat() if state.period_start else None,
+            },
+        )
+    return stored
+
+
+def _plateau_alert(session: Session, run: Run, webhook: bool, cache: budgets.ForecastCache) -> int:
+    if run.id not in cache:
+        cache[run.id] = budgets.forecast_of_run(session, run)
+    energy = cache[run.id][0]
+    plateau, _ = budgets.plateau_of_run(session, run, energy)
+    if plateau is None or not plateau.passed or plateau.steps_after == 0:
+        return 0
+    label = run.name or str(run.id)
+    return int(
+        _store(
+            session,
+            run.project_id,
+            webhook,
+            budget_id=None,
+            run_id=run.id,
+            kind=AlertKind.plateau_passed.value,
+            dedupe_key=f"run:{run.id}:plateau_passed",
+            message=(
+                f"run {label} passed its forecast plateau at step {plateau.step} "
+                f"({plateau.metric} {plateau.value:.4g}); the {plateau.steps_after} steps after "
+                f"it will cost {plateau.energy_after_kwh:.4g} kWh, "
+                f"{plateau.co2_after_kg:.4g} kg CO2e"
+            ),
+            details=plateau.model_dump(),
+        )
+    )
+
+
+def evaluate(session: Session, now: datetime, since: datetime) -> int:
+    """Store an alert for each new crossing; returns how many were stored.
+
+    Every budget is checked on every pass (a budget set over spending already done must fire
+    too); plateaus are checked for running runs heard from since ``since``.
+    """
+    hooked = set(session.scalars(select(Webhook.project_id)))
+    cache: budgets.ForecastCache = {}
+    stored = 0
+    for budget in session.scalars(repository.all_budgets()):
+        state = budgets.budget_state(session, budget, now, cache)
+        stored += _budget_alerts(session, budget, state, budget.project_id in hooked)
+    for run in session.scalars(repository.runs_to_watch(since)):
+        stored += _plateau_alert(session, run, run.project_id in hooked, cache)
+    return stored
+
+
+def _payload(alert: Alert) -> dict[str, Any]:
+    return {
+        "id": str(alert.id),
+        "kind": alert.kind,
+        "project_id": str(alert.project_id),
+        "budget_id": str(alert.budget_id) if alert.budget_id else None,
+        "run_id": str(alert.run_id) if alert.run_id else None,
+        "message": alert.message,
+        "details": alert.details,
+        "created_at": alert.created_at.isoformat(),
+    }
+
+
+def deliver_due(
+    sessions: Callable[[], AbstractContextManager[Session]],
+    http: httpx.Client,
+    now: datetime,
+    *,
+    allow_private: bool,
+) -> int:
+    """Post the alerts that are due, each claimed first; returns how many were delivered.
+
+    The request is made outside any transaction, so a slow receiver holds no database lock.
+    """
+    delivered = 0
+    with sessions() as session:
+        due = list(session.scalars(repository.due_alerts(now, DELIVERIES_PER_PASS)))
+    for alert_id in due:
+        with sessions() as session, session.begin():
+            claimed = session.execute(
+                repository.claim(alert_id, now, now + timedelta(seconds=CLAIM_S))
+            ).rowcount
+            alert = session.get(Alert, alert_id) if claimed else None
+            if alert is None:
+                continue  # another process has it
+            hook = session.get(Webhook, alert.project_id)
+            target = (hook.url, hook.secret) if hook else None
+            payload = _payload(alert)
+        error = None
+        if target is None:
+            error = "the project's webhook was removed"
+        else:
+            url, secret = target
+            try:
+                check_url(url, allow_private)
+                post_alert(http, url, secret, str(alert_id), payload)
+            except (httpx.HTTPError, UnsafeWebhook) as failure:
+                error = f"{type(failure).__name__}: {failure}"[:2000]
+        with sessions() as session, session.begin():
+            row = session.get(Alert, alert_id)
+            if row is None:
+                continue
+            row.attempts += 1
+            if error is None:
+                row.delivery, row.delivered_at, row.last_error = (
+                    Delivery.delivered.value,
+                    utcnow(),
+                    None,
+                )
+                delivered += 1
+            else:
+                row.last_error = error
+                if row.attempts >= MAX_ATTEMPTS or target is None:
+                    row.delivery = Delivery.failed.value
+                    logger.warning("alert %s not delivered, giving up: %s", alert_id, error)
+                else:
+                    row.next_attempt_at = utcnow() + timedelta(seconds=backoff_s(row.attempts))
+    return delivered
+
+
+def list_alerts(
+    session: Session,
+    caller: Principal,
+    kind: AlertKind | None,
+    run_id: uuid.UUID | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[AlertOut], int]:
+    query = repository.alerts_of_project(caller.project_id, kind.value if kind else None, run_id)
+    total = session.scalar(repository.count_of(query)) or 0
+    rows = session.scalars(
+        query.order_by(Alert.created_at.desc(), Alert.id).limit(limit).offset(offset)
+    )
+    return [AlertOut.model_validate(row) for row in rows], total
+
+
+def set_webhook(
+    session: Session, caller: Principal, body: WebhookIn, allow_private: bool
+) -> WebhookOut:
+    try:
+        check_url(body.url, allow_private)
+    except UnsafeWebhook as error:
+        raise InvalidInput(str(error)) from None
+    hook = session.get(Webhook, caller.project_id)
+    if hook is None:
+        hook = Webhook(project_id=caller.project_id, url=body.url, secret=body.secret)
+        session.add(hook)
+    else:
+        hook.url, hook.secret, hook.created_at = body.url, body.secret, utcnow()
+    session.flush()
+    return WebhookOut.model_validate(hook)
+
+
+def get_webhook(session: Session, caller: Principal) -> WebhookOut:
+    hook = session.get(Webhook, caller.project_id)
+    if hook is None:
+        raise NotFound("the project has no webhook")
+    return WebhookOut.model_validate(hook)
+
+
+def delete_webhook(session: Session, caller: Principal) -> None:
+    hook = session.get(Webhook, caller.project_id)
+    if hook is None:
+        raise NotFound("the project has no webhook")
+    session.delete(hook)

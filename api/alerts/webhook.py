@@ -1,0 +1,89 @@
+"""Signing and posting alerts to a project's webhook.
+
+Each POST carries the alert as JSON and three headers:
+
+- ``X-Greenaudit-Alert``: the alert's id. A retry repeats it, so a receiver can drop repeats.
+- ``X-Greenaudit-Timestamp``: Unix seconds when this attempt was signed.
+- ``X-Greenaudit-Signature``: ``sha256=`` and the hex HMAC-SHA256, keyed with the webhook's
+  secret, of ``"{timestamp}.{body}"``. Signing the time with the body lets a receiver refuse an
+  old request replayed at it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import socket
+import time
+from typing import Any
+
+import httpx
+
+SIGNATURE_HEADER = "X-Greenaudit-Signature"
+TIMESTAMP_HEADER = "X-Greenaudit-Timestamp"
+ALERT_HEADER = "X-Greenaudit-Alert"
+TIMEOUT_S = 5.0
+
+
+class UnsafeWebhook(ValueError):
+    """The URL is not one the service should post to."""
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """``sha256=<hex>`` of HMAC-SHA256(secret, ``"{timestamp}." + body``).
+
+    Example:
+        >>> signature("s3cret-for-docs!", 1700000000, b'{"a":1}')[:15]
+        'sha256=7439b1e'
+    """
+    message = f"{timestamp}.".encode() + body
+    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def check_url(url: str, allow_private: bool) -> None:
+    """Refuse what is not http(s), and, unless allowed, hosts on private or local networks.
+
+    A webhook makes the service send requests on a key holder's behalf; without this check a
+    project key could aim them at the service's own network (server-side request forgery).
+    """
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as error:
+        raise UnsafeWebhook(f"not a URL: {error}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise UnsafeWebhook("the webhook URL must be http:// or https:// with a host")
+    if allow_private:
+        return
+    try:
+        infos = socket.getaddrinfo(parsed.host, parsed.port or 443, type=socket.SOCK_STREAM)
+    except OSError as error:
+        raise UnsafeWebhook(f"cannot resolve {parsed.host}: {error}") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise UnsafeWebhook(
+                f"{parsed.host} resolves to {address}, a private or local address; the service "
+                "posts there only when GREENAUDIT_WEBHOOK_ALLOW_PRIVATE=true"
+            )
+
+
+def post_alert(
+    client: httpx.Client, url: str, secret: str, alert_id: str, payload: dict[str, Any]
+) -> None:
+    """Post one signed alert. Raises :class:`httpx.HTTPError` when it was not accepted (2xx)."""
+    body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+    timestamp = int(time.time())
+    response = client.post(
+        url,
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            ALERT_HEADER: alert_id,
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: signature(secret, timestamp, body),
+        },
+        timeout=TIMEOUT_S,
+    )
+    response.raise_for_status()

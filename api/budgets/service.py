@@ -1,0 +1,280 @@
+"""Budgets (spent, forecast, remaining) and forecasts of running runs."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime, timedelta
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from greenaudit.analytics.curves import InsufficientData
+from greenaudit.analytics.forecast import EnergyForecast, forecast_energy, forecast_plateau
+from greenaudit.schemas import RunStatus
+
+from ..analytics.schemas import Direction
+from ..auth import Principal
+from ..errors import NotFound
+from ..models import Budget, Run, utcnow
+from ..runs.service import G_PER_KG, get_run
+from . import repository
+from .schemas import (
+    Amount,
+    BudgetIn,
+    BudgetOut,
+    EnergyForecastOut,
+    Period,
+    PlateauForecastOut,
+    RunForecastOut,
+)
+
+DEFAULT_CONFIDENCE = 0.95
+# Forecasts already worked out in one request or one alert pass, by run id.
+ForecastCache = dict[uuid.UUID, tuple[EnergyForecastOut | None, str | None]]
+
+
+def period_bounds(period: Period, now: datetime) -> tuple[datetime | None, datetime | None]:
+    """The current UTC calendar period holding ``now``: [start, end), or (None, None) for all."""
+    if period is Period.all:
+        return None, None
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period is Period.day:
+        return midnight, midnight + timedelta(days=1)
+    if period is Period.week:
+        monday = midnight - timedelta(days=midnight.weekday())
+        return monday, monday + timedelta(days=7)
+    first = midnight.replace(day=1)
+    following = (first + timedelta(days=32)).replace(day=1)
+    return first, following
+
+
+def _kg_per_kwh(run: Run, spent_kwh: float, spent_kg: float) -> float:
+    """The run's own CO2 per kWh: measured where it has spent, else its intensity and PUE."""
+    if spent_kwh > 0:
+        return spent_kg / spent_kwh
+    return run.carbon_intensity_g_per_kwh * run.pue / G_PER_KG
+
+
+def forecast_of_run(
+    session: Session, run: Run, confidence: float = DEFAULT_CONFIDENCE
+) -> tuple[EnergyForecastOut | None, str | None]:
+    """The run's forecast total energy and CO2, or why there is none."""
+    if run.status != RunStatus.running.value:
+        return None, f"the run is {run.status}: its totals are final"
+    if run.total_steps is None:
+        return None, "the run has not reported its planned total_steps (run.set(total_steps=...))"
+    rows = session.execute(repository.sample_progress(run.id)).all()
+    if not rows:
+        return None, "the run has no energy samples yet"
+    steps = np.array([math.nan if r[0] is None else float(r[0]) for r in rows])
+    kwh = np.array([float(r[1]) for r in rows])
+    spent_kg = float(sum(float(r[2]) for r in rows))
+    try:
+        energy = forecast_energy(steps, kwh, int(run.total_steps), confidence=confidence)
+    except InsufficientData as error:
+        return None, error.reason
+    return _energy_out(energy, _kg_per_kwh(run, energy.spent_kwh, spent_kg), spent_kg), None
+
+
+def _energy_out(energy: EnergyForecast, kg_per_kwh: float, spent_kg: float) -> EnergyForecastOut:
+    return EnergyForecastOut(
+        step=energy.step,
+        total_steps=energy.total_steps,
+        progress=energy.progress,
+        spent_kwh=energy.spent_kwh,
+        spent_kg_co2=spent_kg,
+        forecast_kwh=energy.forecast_kwh,
+        low_kwh=energy.low_kwh,
+        high_kwh=energy.high_kwh,
+        forecast_kg_co2=energy.forecast_kwh * kg_per_kwh,
+        low_kg_co2=energy.low_kwh * kg_per_kwh,
+        high_kg_co2=energy.high_kwh * kg_per_kwh,
+        kwh_per_step=energy.kwh_per_step,
+        confidence=energy.confidence,
+        boundaries=energy.boundaries,
+    )
+
+
+def plateau_of_run(
+    session: Session,
+    run: Run,
+    energy: EnergyForecastOut | None,
+    *,
+    metric: str | None = None,
+    direction: Direction = Direction.higher,
+    epsilon_fraction: float = 0.005,
+) -> tuple[PlateauForecastOut | None, str | None]:
+    """Where the run's metric is forecast to plateau, and what the steps after it will cost."""
+    if energy is None:
+        return None, "a plateau forecast needs the energy forecast"
+    name = metric or run.primary_metric or "accuracy"
+    rows = session.execute(repository.metric_values(run.id, name)).all()
+    try:
+        plateau = forecast_plateau(
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            energy.total_steps,
+            energy.kwh_per_step,
+            higher_is_better=direction is Direction.higher,
+            epsilon_fraction=epsilon_fraction,
+        )
+    except InsufficientData as error:
+        return None, f"{name!r}: {error.reason}"
+    kg_per_kwh = energy.forecast_kg_co2 / energy.forecast_kwh if energy.forecast_kwh > 0 else 0.0
+    return (
+        PlateauForecastOut(
+            metric=name,
+            step=plateau.step,
+            value=plateau.value,
+            final_value=plateau.final_value,
+            epsilon=plateau.epsilon,
+            passed=plateau.passed,
+            steps_after=plateau.steps_after,
+            energy_after_kwh=plateau.energy_after_kwh,
+            co2_after_kg=plateau.energy_after_kwh * kg_per_kwh,
+            model=plateau.model,
+        ),
+        None,
+    )
+
+
+def _cached_forecast(session: Session, run: Run, cache: ForecastCache) -> EnergyForecastOut | None:
+    if run.id not in cache:
+        cache[run.id] = forecast_of_run(session, run)
+    return cache[run.id][0]
+
+
+def budget_state(
+    session: Session, budget: Budget, now: datetime, cache: ForecastCache | None = None
+) -> BudgetOut:
+    """A budget with its scope's spending, forecast and remainder as of ``now``."""
+    cache = {} if cache is None else cache
+    period = Period(budget.period)
+    start, end = period_bounds(period, now)
+    kwh, kg, runs = session.execute(
+        repository.spent_in_scope(budget.project_id, budget.group_name, start, end)
+    ).one()
+    running = session.scalars(
+        repository.running_in_scope(budget.project_id, budget.group_name, start, end)
+    ).all()
+    more = np.zeros(4)  # forecast kWh, kg, and the high ends, beyond what is spent
+    without = 0
+    for run in running:
+        energy = _cached_forecast(session, run, cache)
+        if energy is None:
+            without += 1
+            continue
+        more += (
+            energy.forecast_kwh - energy.spent_kwh,
+            energy.forecast_kg_co2 - energy.spent_kg_co2,
+            energy.high_kwh - energy.spent_kwh,
+            energy.high_kg_co2 - energy.spent_kg_co2,
+        )
+    spent = Amount(kwh=float(kwh), kg_co2=float(kg))
+    forecast = Amount(kwh=spent.kwh + more[0], kg_co2=spent.kg_co2 + more[1])
+
+    def over(amount: Amount) -> bool:
+        return (budget.limit_kwh is not None and amount.kwh > budget.limit_kwh) or (
+            budget.limit_kg_co2 is not None and amount.kg_co2 > budget.limit_kg_co2
+        )
+
+    return BudgetOut(
+        id=budget.id,
+        group=budget.group_name or None,
+        period=period,
+        period_start=start,
+        period_end=end,
+        limit_kg_co2=budget.limit_kg_co2,
+        limit_kwh=budget.limit_kwh,
+        spent=spent,
+        forecast=forecast,
+        forecast_high=Amount(kwh=spent.kwh + more[2], kg_co2=spent.kg_co2 + more[3]),
+        remaining_kg_co2=None
+        if budget.limit_kg_co2 is None
+        else budget.limit_kg_co2 - spent.kg_co2,
+        remaining_kwh=None if budget.limit_kwh is None else budget.limit_kwh - spent.kwh,
+        exceeded=over(spent),
+        forecast_exceeded=over(forecast),
+        runs=int(runs),
+        running_runs=len(running),
+        running_without_forecast=without,
+        created_at=budget.created_at,
+        updated_at=budget.updated_at,
+    )
+
+
+def _own_budget(session: Session, caller: Principal, budget_id: uuid.UUID) -> Budget:
+    budget = session.get(Budget, budget_id)
+    if budget is None or budget.project_id != caller.project_id:
+        raise NotFound(f"budget {budget_id} not found")
+    return budget
+
+
+def set_budget(session: Session, caller: Principal, body: BudgetIn) -> tuple[BudgetOut, bool]:
+    """Create the budget of a scope and period, or replace its limits. Returns (it, created)."""
+    group = body.group or ""
+    budget = session.scalar(repository.budget_in_scope(caller.project_id, group, body.period.value))
+    created = budget is None
+    if budget is None:
+        budget = Budget(project_id=caller.project_id, group_name=group, period=body.period.value)
+        session.add(budget)
+    budget.limit_kg_co2 = body.limit_kg_co2
+    budget.limit_kwh = body.limit_kwh
+    budget.updated_at = utcnow()
+    session.flush()
+    return budget_state(session, budget, utcnow()), created
+
+
+def list_budgets(session: Session, caller: Principal) -> list[BudgetOut]:
+    now, cache = utcnow(), {}
+    budgets = session.scalars(repository.budgets_of_project(caller.project_id)).all()
+    return [budget_state(session, budget, now, cache) for budget in budgets]
+
+
+def get_budget(session: Session, caller: Principal, budget_id: uuid.UUID) -> BudgetOut:
+    return budget_state(session, _own_budget(session, caller, budget_id), utcnow())
+
+
+def delete_budget(session: Session, caller: Principal, budget_id: uuid.UUID) -> None:
+    session.delete(_own_budget(session, caller, budget_id))
+
+
+def budgets_of_run(
+    session: Session, run: Run, now: datetime, cache: ForecastCache | None = None
+) -> list[BudgetOut]:
+    """The budgets a run's spending counts against, in the periods that hold its start."""
+    states = []
+    for budget in session.scalars(repository.budgets_over_run(run)):
+        start, end = period_bounds(Period(budget.period), now)
+        if (start is None or run.started_at >= start) and (end is None or run.started_at < end):
+            states.append(budget_state(session, budget, now, cache))
+    return states
+
+
+def run_forecast(
+    session: Session,
+    caller: Principal,
+    run_id: uuid.UUID,
+    *,
+    metric: str | None,
+    direction: Direction,
+    epsilon_fraction: float,
+) -> RunForecastOut:
+    """A run's forecast: its total, its plateau and the state of the budgets over it."""
+    run = get_run(session, caller, run_id)
+    cache: ForecastCache = {}
+    energy = _cached_forecast(session, run, cache)
+    energy_reason = cache[run.id][1]
+    plateau, plateau_reason = plateau_of_run(
+        session, run, energy, metric=metric, direction=direction, epsilon_fraction=epsilon_fraction
+    )
+    return RunForecastOut(
+        run_id=run.id,
+        status=RunStatus(run.status),
+        energy=energy,
+        energy_reason=energy_reason,
+        plateau=plateau,
+        plateau_reason=plateau_reason,
+        budgets=budgets_of_run(session, run, utcnow(), cache),
+    )
