@@ -98,15 +98,9 @@ class Policy:
         if self.on_budget is not None:
             for budget in budgets:
                 if budget.get("exceeded"):
-                    self._warn(
-                        budget, "exceeded", "has spent its budget: " + _describe(budget, "spent")
-                    )
+                    self._warn(budget, "spent", "is spent")
                 elif budget.get("forecast_exceeded"):
-                    self._warn(
-                        budget,
-                        "forecast",
-                        "is forecast to overspend its budget: " + _describe(budget, "forecast"),
-                    )
+                    self._warn(budget, "forecast", "is forecast to be overspent")
         plateau = answer.get("plateau")
         with self._lock:
             if self.on_budget == "stop" and exceeded and self._stop is None and not self.stopped:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import doctest
 import math
 
 import numpy as np
 import pytest
 
-from greenaudit.analytics import forecast
 from greenaudit.analytics.curves import InsufficientData
 from greenaudit.analytics.forecast import (
     EXPONENTIAL,
@@ -40,12 +38,18 @@ def test_boundaries_are_the_energy_in_the_middle_of_the_sample_a_new_step_appear
 
 def test_overhead_then_a_constant_rate_forecasts_overhead_plus_rate_times_total():
     steps, kwh = overhead_then_half_kwh_a_step()
-    f = forecast_energy(steps, kwh, total_steps=10)
+    f = forecast_energy(steps, kwh, total_steps=10, pace_drift=0.0)
     # Rate (4.0 − 2.5)/(4 − 1) = 0.5: the 2 kWh overhead is not in it. Forecast at step 4:
     # 4.0 + 0.5 × 6 = 7.0 = 2 + 0.5 × 10. Every increment is exactly 0.5: no spread at all.
     assert f.kwh_per_step == 0.5
     assert f.forecast_kwh == 7.0
     assert f.low_kwh == f.high_kwh == 7.0
+    # The default floor for a change of pace to come: 5% of the rate ahead, 0.05 × 0.5 × 6 =
+    # 0.15 kWh of sd, times t(0.975, 2 dof) = 4.3027 (3 increments, 3 blocks): ±0.6454.
+    floored = forecast_energy(steps, kwh, total_steps=10)
+    assert floored.forecast_kwh == 7.0
+    assert floored.high_kwh == pytest.approx(7.0 + 0.64540, abs=1e-5)
+    assert floored.low_kwh == pytest.approx(7.0 - 0.64540, abs=1e-5)
     assert f.spent_kwh == 4.25 and f.step == 4 and f.total_steps == 10
     assert f.progress == 0.4 and f.boundaries == 4 and f.confidence == 0.95
     # The same run planned for 100 steps: 2 + 0.5 × 100 = 52.
@@ -57,7 +61,7 @@ def test_samples_of_other_ranks_count_as_spent_and_in_the_rate_but_make_no_bound
     # sample ending just after one of rank 0's. A step now costs 0.5 + 0.1 = 0.6 kWh.
     steps = [NAN, NAN, 1, NAN, 2, NAN, 3, NAN, 4, NAN]
     kwh = [2.25, 0.1, 0.5, 0.1, 0.5, 0.1, 0.5, 0.1, 0.5, 0.1]
-    f = forecast_energy(steps, kwh, total_steps=10)
+    f = forecast_energy(steps, kwh, total_steps=10, pace_drift=0.0)
     # Boundaries: step 1 at 2.25 + 0.1 + 0.25 = 2.6, then 3.2, 3.8, 4.4; rate 1.8/3 = 0.6.
     # Forecast 4.4 + 0.6 × 6 = 8.0; spent 2.25 + 4 × 0.5 + 5 × 0.1 = 4.75.
     assert f.boundaries == 4
@@ -91,7 +95,7 @@ def test_a_noisy_run_has_its_final_energy_inside_the_interval():
     per_step = 0.5 + rng.normal(0, 0.1, total)  # 0.5 kWh a step, 20% noise
     steps, kwh = step_energies_to_samples(2.0, per_step)
     truth = float(kwh.sum())  # 2 + Σ per_step, about 102 kWh
-    f = forecast_energy(steps[:61], kwh[:61], total)  # at step 60, 30% done
+    f = forecast_energy(steps[:61], kwh[:61], total, pace_drift=0.0)  # at step 60, 30% done
     assert f.step == 60 and f.progress == pytest.approx(0.3)
     assert f.low_kwh < truth < f.high_kwh
     # Remaining 140 steps after 59 increments (7 blocks, t quantile 2.447 on 6 degrees of
@@ -104,7 +108,9 @@ def test_a_noisy_run_has_its_final_energy_inside_the_interval():
 def test_the_spread_is_taken_between_blocks_of_increments():
     # Samples 0.4, 0.4, 0.8, 0.4, 1.2 kWh with steps 1 to 5 after 2 kWh: boundaries 2.2, 2.6,
     # 3.2, 3.8, 4.6, increments 0.4, 0.6, 0.6, 0.8 kWh of one step each. Rate 2.4/4 = 0.6.
-    f = forecast_energy([NAN, 1, 2, 3, 4, 5], [2.0, 0.4, 0.4, 0.8, 0.4, 1.2], total_steps=10)
+    f = forecast_energy(
+        [NAN, 1, 2, 3, 4, 5], [2.0, 0.4, 0.4, 0.8, 0.4, 1.2], total_steps=10, pace_drift=0.0
+    )
     # 4 increments make ⌊√4⌋ = 2 blocks: 1.0 and 1.4 kWh over 2 steps each, residuals ∓0.2,
     # σ² = (0.04/2 + 0.04/2)/(2 − 1) = 0.04. R = 5, S = 4: Var = 0.04 × (5 + 25/4) = 0.45.
     # t(0.975, 1 dof) = 12.7062, half-width 12.7062 × √0.45 = 8.5236 around 4.6 + 0.6 × 5 = 7.6.
@@ -119,7 +125,7 @@ def test_the_interval_covers_the_truth_about_as_often_as_it_says():
     for _ in range(trials):
         per_step = 0.5 * rng.gamma(25, 1 / 25, total)  # mean 0.5, 20% noise, positive
         steps, kwh = step_energies_to_samples(2.0, per_step)
-        f = forecast_energy(steps[:31], kwh[:31], total)
+        f = forecast_energy(steps[:31], kwh[:31], total, pace_drift=0.0)
         covered += f.low_kwh <= kwh.sum() <= f.high_kwh
     # Nominal 95%. Adjacent increments share a sample, so they are correlated; the spread is
     # taken between blocks of them (batch means), and this seeded simulation gives 94.4%
@@ -237,7 +243,24 @@ def test_plateau_needs_four_points_at_positive_steps():
         forecast_plateau([1, 2, 3, 4], [0.1, 0.5, 0.7, 0.8], 0, kwh_per_step=1.0)
 
 
-def test_docstring_examples():
-    # tests/analytics/test_doctests.py lists its modules; this one runs its own examples.
-    result = doctest.testmod(forecast, raise_on_error=False)
-    assert result.attempted > 0 and result.failed == 0
+def test_many_steps_in_one_sample_put_the_last_near_its_end():
+    # 3 steps completed in the second sample: the third is 3/4 of the way through it.
+    steps, kwh = step_boundaries([1, 4], [1.0, 2.0])
+    # Step 1: the first known step, counted from step 0, so k = 1: 0 + 1.0 / 2 = 0.5.
+    # Step 4: k = 3 after step 1: 1.0 + 2.0 × 3/4 = 2.5.
+    assert steps.tolist() == [1, 4] and kwh.tolist() == [0.5, 2.5]
+
+
+def test_spells_of_another_pace_widen_the_interval_beyond_the_step_noise():
+    # One step per sample, 17 steps: spells of four samples at 1 kWh and at 2 kWh.
+    kwh = [1.0] * 4 + [2.0] * 4 + [1.0] * 4 + [2.0] * 4 + [1.0]
+    f = forecast_energy(list(range(1, 18)), kwh, total_steps=64, pace_drift=0.0)
+    # Increments (k_j + k_j+1)/2; 16 of them in 4 blocks of 4 steps: 4.5, 7.5, 4.5, 7.5 kWh.
+    # Rate 24/16 = 1.5. Point: 24 + 0.5 at step 17, + 1.5 × 47 = 95.0.
+    assert f.kwh_per_step == 1.5 and f.forecast_kwh == pytest.approx(95.0)
+    # σ² = 4 × 1.5²/4 / 3 = 0.75. Block rates 1.125, 1.875, ...: successive differences of
+    # 0.75, ½ × 0.5625 = 0.28125, of which σ²/4 = 0.1875 is step noise: 0.09375 lasts.
+    # Var = 0.75 × (47 + 47²/16) + 0.09375 × 47² = 138.796875 + 207.09375 = 345.890625;
+    # half-width t(0.975, 3) = 3.182446 × 18.59813 = 59.1875 (37.49 from the noise alone).
+    assert f.high_kwh - f.forecast_kwh == pytest.approx(59.1875, abs=1e-3)
+    assert f.forecast_kwh - f.low_kwh == pytest.approx(59.1875, abs=1e-3)

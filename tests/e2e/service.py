@@ -31,7 +31,9 @@ def database(backend: str, tmp_path: Path, label: str) -> Iterator[str]:
             yield url
 
 
-def start_service(database_url: str, port: int, log: Path, workers: int) -> subprocess.Popen:
+def start_service(
+    database_url: str, port: int, log: Path, workers: int, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """``greenaudit serve`` in a session of its own (so its workers can be killed as a group),
     once it answers /healthz."""
     with open(log, "a") as out:
@@ -50,6 +52,7 @@ def start_service(database_url: str, port: int, log: Path, workers: int) -> subp
                 **os.environ,
                 "GREENAUDIT_ADMIN_TOKEN": ADMIN_TOKEN,
                 "GREENAUDIT_HOME": str(log.parent / "service-home"),
+                **(env or {}),
             },
             stdout=out,
             stderr=subprocess.STDOUT,
