@@ -10,6 +10,14 @@ from typing import Annotated, Any, Optional
 import httpx
 import typer
 
+from greenaudit.report import (
+    DEFAULT_CURVE_POINTS,
+    ReportError,
+    ReportFormat,
+    gather,
+    render_html,
+    render_markdown,
+)
 from greenaudit.settings import Settings
 
 app = typer.Typer(
@@ -422,6 +430,62 @@ def nofade(
             ],
         )
     )
+
+
+@app.command()
+def report(
+    target: Annotated[
+        str, typer.Argument(help="A run id (a UUID), or else the name of a group of runs.")
+    ],
+    output_format: Annotated[
+        ReportFormat, typer.Option("--format", help="md (Markdown) or html.")
+    ] = ReportFormat.md,
+    out: Annotated[
+        Optional[Path],  # noqa: UP007
+        typer.Option(
+            help="File to write. Markdown goes to standard output without it; HTML (a "
+            "self-contained page of several MB, plotly inlined) needs it."
+        ),
+    ] = None,
+    metric: Annotated[
+        Optional[str],  # noqa: UP007
+        typer.Option(help="Metric of the returns curve and NoFADE; default the primary metric."),
+    ] = None,
+    curve_points: Annotated[
+        int, typer.Option(min=10, max=100_000, help="Most points of the returns curve.")
+    ] = DEFAULT_CURVE_POINTS,
+    url: Url = None,
+) -> None:
+    """Write a carbon report on a run or a group, for a paper appendix.
+
+    Hardware, energy by component with its measurement methods, carbon intensity and its
+    source, PUE, CO2e, the metric reached, the returns curve and its plateau, the cost of
+    creating the model, rho and NoFADE. Every number is the API's answer (GREENAUDIT_URL,
+    GREENAUDIT_API_KEY: a read or write key); the requests are listed in the report.
+    """
+    if output_format is ReportFormat.html and out is None:
+        _fail("an HTML report is a file: pass --out report.html")
+    settings = Settings()
+    base = url or settings.url
+    if not base or not settings.api_key:
+        _fail("set GREENAUDIT_URL and GREENAUDIT_API_KEY (a read or write key) to query")
+    try:
+        gathered = gather(
+            target,
+            url=str(base),
+            api_key=str(settings.api_key),
+            metric=metric,
+            curve_points=curve_points,
+        )
+        text = (render_html if output_format is ReportFormat.html else render_markdown)(gathered)
+    except ReportError as error:
+        _fail(str(error))
+        raise
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote the {output_format.value} report on {target} to {out}", err=True)
 
 
 def _archive_module() -> Any:
