@@ -61,8 +61,9 @@ from .models import Base
 FORMAT: Literal["greenaudit-archive"] = "greenaudit-archive"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-#: Tables never archived. Keys are secrets; an imported project gets new ones from the admin API.
-EXCLUDED_TABLES = frozenset({"api_key"})
+#: Tables never archived. Keys and the webhook's signing secret are secrets: an imported project
+#: gets new keys from the admin API, and its webhook is set again.
+EXCLUDED_TABLES = frozenset({"api_key", "webhook"})
 #: Rows per Parquet row group and per insert: keeps memory flat on projects of any size.
 BATCH_ROWS = 10_000
 _CHUNK_BYTES = 1 << 20

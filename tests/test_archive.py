@@ -22,10 +22,11 @@ from sqlalchemy import Engine, Table, func, inspect, select
 from typer.testing import CliRunner
 
 from greenaudit.api import archive
+from greenaudit.api.alerts import service as alerts
 from greenaudit.api.app import create_app
 from greenaudit.api.db import make_engine
 from greenaudit.api.migrate import upgrade
-from greenaudit.api.models import Base
+from greenaudit.api.models import Base, utcnow
 from greenaudit.cli import app
 from greenaudit.settings import Settings
 
@@ -43,6 +44,8 @@ PROJECT_TABLES = {
     "run_energy_totals",
     "run_metric_stats",
     "run_method",
+    "budget",
+    "alert",
 }
 #: Surrogate keys the import regenerates; the rows keep their order.
 SURROGATE = {"energy_sample": "id", "metric_point": "id"}
@@ -170,6 +173,11 @@ def fill(client: TestClient) -> tuple[ProjectKeys, list[str]]:
     )
     post(client, "/api/v1/datasets/profiles", vision, {"name": "imagenet", "num_classes": 1000})
     post(client, "/api/v1/datasets/profiles", speech, {"name": "librispeech", "num_classes": 29})
+    # A budget already spent, and the alert an alert pass stores for it.
+    post(client, "/api/v1/budgets", vision, {"limit_kwh": 1e-6, "group": "sweep-1"})
+    now = utcnow()
+    with client.app.state.write_sessions() as session, session.begin():  # type: ignore[attr-defined]
+        assert alerts.evaluate(session, now, now) == 1
     return vision, [pretrain["id"], finetune["id"], failed["id"]]
 
 
@@ -231,6 +239,8 @@ def api_view(client: TestClient, headers: dict[str, str], run_ids: list[str]) ->
     view: dict[str, Any] = {
         "runs": get("/api/v1/runs", limit=500),
         "profiles": get("/api/v1/datasets/profiles"),
+        "budgets": get("/api/v1/budgets"),
+        "alerts": get("/api/v1/alerts"),
     }
     for run_id in run_ids:
         view[run_id] = {

@@ -65,11 +65,12 @@ def test_a_group_budget_shows_spent_forecast_and_remaining(
     # Spent: the two sweep runs' 8 samples. The other group and the other project are out.
     assert budget["spent"]["kwh"] == pytest.approx(8 * KWH)
     assert budget["spent"]["kg_co2"] == pytest.approx(8 * KWH * KG_PER_KWH)
-    # The running run: boundaries at steps 0, 10, 20, 30 with half a sample's energy each at
-    # 0.00275, 0.00825, 0.01375, 0.01925 kWh, so 0.00055 kWh per step; at step 30 of 100 it is
-    # forecast to end at 0.01925 + 70 x 0.00055 = 0.05775 kWh, 0.03575 more than it has spent.
-    assert budget["forecast"]["kwh"] == pytest.approx(8 * KWH + 0.03575)
-    assert budget["forecast"]["kg_co2"] == pytest.approx((8 * KWH + 0.03575) * KG_PER_KWH)
+    # The running run: step 0 is placed half-way through the first sample (0.00275 kWh); steps
+    # 10, 20, 30 came ten to a sample, so each is 10/11 of the way through its sample: 0.0105,
+    # 0.016, 0.0215 kWh. Rate (0.0215 - 0.00275) / 30 = 0.000625 kWh a step; at step 30 of 100
+    # it is forecast to end at 0.0215 + 70 x 0.000625 = 0.06525 kWh, 0.04325 more than spent.
+    assert budget["forecast"]["kwh"] == pytest.approx(8 * KWH + 0.04325)
+    assert budget["forecast"]["kg_co2"] == pytest.approx((8 * KWH + 0.04325) * KG_PER_KWH)
     assert budget["remaining_kwh"] == pytest.approx(0.05 - 0.044)
     assert budget["remaining_kg_co2"] == pytest.approx(0.01 - 0.00264)
     assert (budget["exceeded"], budget["forecast_exceeded"]) == (False, True)
@@ -95,9 +96,9 @@ def test_a_project_budget_counts_every_group(
     budget = client.post(
         "/api/v1/budgets", json={"limit_kg_co2": 1.0}, headers=project.write
     ).json()
-    # 4 + 4 + 10 samples of this project; the running run adds 0.03575 kWh to the forecast.
+    # 4 + 4 + 10 samples of this project; the running run adds 0.04325 kWh to the forecast.
     assert budget["spent"]["kwh"] == pytest.approx(18 * KWH)
-    assert budget["forecast"]["kwh"] == pytest.approx(18 * KWH + 0.03575)
+    assert budget["forecast"]["kwh"] == pytest.approx(18 * KWH + 0.04325)
     assert budget["group"] is None and budget["runs"] == 3
     assert budget["remaining_kwh"] is None
     assert budget["remaining_kg_co2"] == pytest.approx(1.0 - 18 * KWH * KG_PER_KWH)
@@ -119,11 +120,17 @@ def test_the_run_forecast_and_the_budgets_over_it(
     energy = forecast["energy"]
     assert (energy["step"], energy["total_steps"], energy["progress"]) == (30, 100, 0.3)
     assert energy["spent_kwh"] == pytest.approx(4 * KWH)
-    assert energy["kwh_per_step"] == pytest.approx(0.00055)
-    assert energy["forecast_kwh"] == pytest.approx(0.05775)
-    assert energy["forecast_kg_co2"] == pytest.approx(0.05775 * KG_PER_KWH)
-    # Every increment is exactly the same, so the interval has no width to speak of.
-    assert energy["low_kwh"] == pytest.approx(0.05775) == energy["high_kwh"]
+    assert energy["kwh_per_step"] == pytest.approx(0.000625)
+    assert energy["forecast_kwh"] == pytest.approx(0.06525)
+    assert energy["forecast_kg_co2"] == pytest.approx(0.06525 * KG_PER_KWH)
+    # Increments 0.00775, 0.0055, 0.0055 kWh over 10 steps each, 3 blocks: residuals 0.0015,
+    # -0.00075, -0.00075, σ² = (2.25e-6 + 2 x 5.625e-7) / 10 / 2 = 1.6875e-7 a step. R = 70,
+    # S = 30: 1.6875e-7 x (70 + 4900/30) = 3.9375e-5. The block rates do not shift beyond that
+    # noise; the 5% pace floor adds (0.05 x 0.000625 x 70)^2 = 4.7852e-6. Half-width
+    # t(0.975, 2) = 4.302653 x sqrt(4.41602e-5) = 0.028592 kWh.
+    assert energy["high_kwh"] == pytest.approx(0.06525 + 0.028592, abs=1e-6)
+    assert energy["low_kwh"] == pytest.approx(0.06525 - 0.028592, abs=1e-6)
+    assert energy["high_kg_co2"] == pytest.approx(energy["high_kwh"] * KG_PER_KWH)
     # The project's and the sweep's budgets, not the other group's.
     assert sorted(b["limit_kwh"] for b in forecast["budgets"]) == [0.05, 1.0]
     assert forecast["plateau"] is None and "accuracy" in forecast["plateau_reason"]

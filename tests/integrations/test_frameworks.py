@@ -184,3 +184,62 @@ def test_keras(client_settings: Settings, live_server: LiveServer):
     assert [p["step"] for p in accuracy] == [48 * (e + 1) for e in range(EPOCHS)]  # 1536/32
     energy = energy_at_epochs(live_server, run["id"], "val_accuracy")
     assert energy == sorted(energy) and energy[-1] > 0
+
+
+def test_lightning_stops_at_an_epoch_end_when_the_budget_is_spent(
+    client_settings: Settings, live_server: LiveServer
+):
+    import lightning as L  # noqa: N812
+
+    from greenaudit.integrations.lightning import GreenauditCallback
+
+    budget = httpx.post(
+        f"{live_server.url}/api/v1/budgets",
+        json={"limit_kwh": 1e-9},  # spent by the first sample
+        headers=live_server.keys.write,
+    )
+    assert budget.status_code == 201, budget.text
+
+    class Tiny(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(8, 2)
+
+        def training_step(self, batch: Any, _: int) -> Any:
+            x, y = batch
+            loss = torch.nn.functional.cross_entropy(self.layer(x), y)
+            self.log("train_loss", loss, on_epoch=True, on_step=False)
+            return loss
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    x, y = data()
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.tensor(x), torch.tensor(y)), batch_size=32
+    )
+    max_epochs = 2000  # minutes of training if it is not stopped
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[
+            GreenauditCallback(
+                model="tiny-budget",
+                on_budget="stop",
+                settings=client_settings.model_copy(update={"budget_check_interval_s": 0.1}),
+            )
+        ],
+    )
+    trainer.fit(Tiny(), loader)  # no exception: Lightning's own stop
+    assert trainer.current_epoch < max_epochs - 1
+    run, points = the_run(live_server, "tiny-budget")
+    assert run["status"] == "stopped_by_budget"
+    assert run["total_steps"] == max_epochs * 64  # from the trainer's plan
+    # Every epoch that ended was logged, the one whose end stopped the fit included; Lightning
+    # counts that epoch as done.
+    epochs = sorted({p["epoch"] for p in points["items"] if p["name"] == "train_loss"})
+    assert epochs == list(range(trainer.current_epoch))
