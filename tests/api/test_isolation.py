@@ -1075,6 +1075,13 @@ def revoked_key(client: TestClient, world: World) -> str:
     return str(issued["key"])
 
 
+# Credentials are checked by one key look-up before any route touches data, the same query on
+# both databases (tests/api/test_projects_and_keys.py runs it on each); these families, two
+# hundred requests a backend, run on SQLite.
+AUTH_ONLY = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+
+
+@AUTH_ONLY
 @pytest.mark.parametrize("op", PROJECT_KEY_OPS, ids=op_id)
 def test_a_revoked_key_gets_401(
     op: Op, client: TestClient, engine: Engine, world: World, revoked_key: str
@@ -1121,6 +1128,7 @@ def bad_credentials(case: Case, side: Side) -> list[tuple[str, dict[str, str]]]:
     return bad
 
 
+@AUTH_ONLY
 @pytest.mark.parametrize("op", NON_PUBLIC_OPS, ids=op_id)
 def test_a_missing_or_malformed_credential_gets_401(
     op: Op, client: TestClient, engine: Engine, world: World
@@ -1135,6 +1143,7 @@ def test_a_missing_or_malformed_credential_gets_401(
     assert_succeeds(client, case, probe, rightful(case, world.a))
 
 
+@AUTH_ONLY
 @pytest.mark.parametrize("op", sorted(UNAUTHENTICATED), ids=op_id)
 def test_public_routes_need_no_key_and_show_no_project(op: Op, client: TestClient, world: World):
     method, path = op

@@ -6,7 +6,6 @@ and have working filters. Screenshots at 1280 and 390 px go to test-artifacts/da
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,11 +20,9 @@ from greenaudit.catalog import import_catalog
 from greenaudit.settings import Settings
 
 from ..api.helpers import run_body, sample
+from ..browser import headless_chromium
 from ..conftest import ADMIN_TOKEN, ProjectKeys, create_project, serving
 
-playwright = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = os.environ.get("GREENAUDIT_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboards"
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
 # Browser tests exercise pages; the SQL behind them is tested on both databases elsewhere.
@@ -44,27 +41,7 @@ PLOT_STATE = """
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(
-            f"Chromium is needed for the dashboard tests and is not at {CHROMIUM}; "
-            "./scripts/test installs Debian's chromium",
-            pytrace=False,
-        )
-    with playwright.sync_playwright() as driver:
-        launched = driver.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-sync",
-            ],
-        )
-        yield launched
-        launched.close()
+    yield from headless_chromium("the dashboard tests")
 
 
 def _add_run(

@@ -69,10 +69,9 @@ def energy_at_epochs(live_server: LiveServer, run_id: str, metric: str) -> list[
     return [p["energy_kwh"] for p in curve["curve"]]
 
 
-def test_lightning(client_settings: Settings, live_server: LiveServer):
+def tiny_lightning_module() -> Any:
+    """A one-layer classifier that logs its training loss per epoch and validation accuracy."""
     import lightning as L  # noqa: N812
-
-    from greenaudit.integrations.lightning import GreenauditCallback
 
     class Tiny(L.LightningModule):
         def __init__(self) -> None:
@@ -92,6 +91,16 @@ def test_lightning(client_settings: Settings, live_server: LiveServer):
 
         def configure_optimizers(self) -> Any:
             return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    return Tiny
+
+
+def test_lightning(client_settings: Settings, live_server: LiveServer):
+    import lightning as L  # noqa: N812
+
+    from greenaudit.integrations.lightning import GreenauditCallback
+
+    Tiny = tiny_lightning_module()
 
     x, y = data()
     loader = torch.utils.data.DataLoader(
@@ -200,19 +209,7 @@ def test_lightning_stops_at_an_epoch_end_when_the_budget_is_spent(
     )
     assert budget.status_code == 201, budget.text
 
-    class Tiny(L.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.layer = torch.nn.Linear(8, 2)
-
-        def training_step(self, batch: Any, _: int) -> Any:
-            x, y = batch
-            loss = torch.nn.functional.cross_entropy(self.layer(x), y)
-            self.log("train_loss", loss, on_epoch=True, on_step=False)
-            return loss
-
-        def configure_optimizers(self) -> Any:
-            return torch.optim.SGD(self.parameters(), lr=0.1)
+    Tiny = tiny_lightning_module()  # its validation_step is not run: no val loader
 
     x, y = data()
     loader = torch.utils.data.DataLoader(

@@ -9,7 +9,6 @@ to 4 significant digits.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,10 @@ from greenaudit.cli import app
 from greenaudit.report import DEFAULT_CURVE_POINTS, lookup
 from greenaudit.settings import Settings
 
+from ..browser import headless_chromium
 from ..conftest import create_project, serving
 from .seed import RUN_ACCURACY, seed_run
 
-playwright = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = os.environ.get("GREENAUDIT_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "report"
 # The browser test exercises the page; the answers behind it are tested on both databases.
 pytestmark = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
@@ -55,27 +52,7 @@ UNSOURCED_NUMBERS = """
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(
-            f"Chromium is needed for the report's browser test and is not at {CHROMIUM}; "
-            "./scripts/test installs Debian's chromium",
-            pytrace=False,
-        )
-    with playwright.sync_playwright() as driver:
-        launched = driver.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-sync",
-            ],
-        )
-        yield launched
-        launched.close()
+    yield from headless_chromium("the report's browser test")
 
 
 def printed(value: Any) -> str:

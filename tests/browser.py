@@ -1,0 +1,39 @@
+"""Debian's Chromium, headless, driven by Playwright: the browser of the page tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = os.environ.get("GREENAUDIT_TEST_CHROMIUM", "/usr/bin/chromium")
+
+
+def headless_chromium(needed_by: str) -> Iterator[Any]:
+    """Yield a launched browser; fail (never skip) when Chromium is missing."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"Chromium is needed for {needed_by} and is not at {CHROMIUM}; "
+            "./scripts/test installs Debian's chromium",
+            pytrace=False,
+        )
+    with sync_playwright() as driver:
+        launched = driver.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+            ],
+        )
+        yield launched
+        launched.close()
