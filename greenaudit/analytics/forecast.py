@@ -45,7 +45,9 @@ k steps were completed (half-way for one step), assuming an even pace inside the
 Where this model is weak: it extrapolates the energy per step seen so far. A change of regime
 later in the run (the machine slowed by another job, a data pipeline that stalls, evaluation
 passes only at the end, a GPU that clocks down when hot) is not in the data yet, and neither
-the point nor the interval can foresee it. Where energy is estimated from time (CodeCarbon's
+the point nor the interval can foresee it. The same holds at the start: a warm-up whose steps
+are slower than the rest makes the first forecasts high (on a 1.7 s demo run, 57% high at 20%
+progress; benchmarks/RESULTS.md). Where energy is estimated from time (CodeCarbon's
 CPU estimate without RAPL), energy per step is time per step, and such slow-downs are exactly
 what moves it. A step logged only every N steps makes boundaries coarser without biasing the
 rate; the half-sample guess for when a step appeared shifts the level by at most one sample.
