@@ -8,17 +8,19 @@ from transformers import TrainerCallback
 
 from .base import RunScope
 
+# Keys of a Trainer log that describe the trainer's progress, not the model.
+_NOT_METRICS = frozenset({"epoch", "step", "total_flos", "num_input_tokens_seen"})
+
 
 class GreenauditTrainerCallback(TrainerCallback):
-    """Measures a ``Trainer`` run; logs its metrics at each epoch end and evaluation.
+    """Measures a ``Trainer`` run; logs each of its logs (training and evaluation) as it comes.
 
     Takes the options of :func:`greenaudit.run`. With ``on_budget="stop"``, a spent budget
-    stops training at the next epoch end or evaluation.
+    stops training at the next epoch end or log.
     """
 
     def __init__(self, **run_options: Any) -> None:
         self._scope = RunScope(**run_options)
-        self._latest: dict[str, Any] = {}
 
     def on_train_begin(
         self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any
@@ -29,27 +31,23 @@ class GreenauditTrainerCallback(TrainerCallback):
         )
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
-        self._latest.update(logs or {})
-
-    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        # Evaluation metrics are logged by on_evaluate, which comes after this for the epoch.
+        # The Trainer logs an epoch's training loss after on_epoch_end, so metrics are taken
+        # here, at the step they describe, and never carried to a later boundary.
+        logs = logs or {}
+        if "train_runtime" in logs:
+            return  # the summary after training: speeds and a mean loss, not a curve point
         metrics = {
-            k: v
-            for k, v in self._latest.items()
-            if k not in ("epoch", "step") and not k.startswith("eval_")
+            name: value
+            for name, value in logs.items()
+            if name not in _NOT_METRICS and not name.endswith(("_runtime", "_per_second"))
         }
         if self._scope.log(state.global_step, round(state.epoch or 0), metrics):
             control.should_training_stop = True  # on_budget="stop": the budget is spent
 
-    def on_evaluate(
-        self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any
-    ) -> None:
-        self._latest.update(metrics or {})
-        if self._scope.log(
-            state.global_step,
-            round(state.epoch or 0),
-            {k: v for k, v in (metrics or {}).items() if k != "epoch"},
-        ):
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # A step boundary even when nothing is logged per epoch: progress for the forecast,
+        # and the point where a spent budget stops training.
+        if self._scope.log(state.global_step, round(state.epoch or 0), {}):
             control.should_training_stop = True
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

@@ -125,10 +125,9 @@ def test_lightning(client_settings: Settings, live_server: LiveServer):
     assert energy == sorted(energy) and energy[-1] > 0
 
 
-def test_hugging_face_trainer(client_settings: Settings, live_server: LiveServer, tmp_path: Path):
+def tiny_hf_trainer(callback: Any, output_dir: Path, epochs: int, evaluate: bool) -> Any:
+    """A Trainer of a one-layer classifier, logging its training loss once per epoch."""
     from transformers import Trainer, TrainingArguments
-
-    from greenaudit.integrations.hf import GreenauditTrainerCallback
 
     class Tiny(torch.nn.Module):
         def __init__(self) -> None:
@@ -143,28 +142,52 @@ def test_hugging_face_trainer(client_settings: Settings, live_server: LiveServer
     x, y = data()
     dataset = [{"x": torch.tensor(a), "labels": torch.tensor(b)} for a, b in zip(x, y, strict=True)]
     arguments = TrainingArguments(
-        output_dir=str(tmp_path / "hf"),
-        num_train_epochs=EPOCHS,
+        output_dir=str(output_dir),
+        num_train_epochs=epochs,
         per_device_train_batch_size=32,
-        eval_strategy="epoch",
+        eval_strategy="epoch" if evaluate else "no",
         logging_strategy="epoch",
         save_strategy="no",
         report_to=[],
         use_cpu=True,
         disable_tqdm=True,
     )
-    Trainer(
+    return Trainer(
         model=Tiny(),
         args=arguments,
         train_dataset=dataset,
-        eval_dataset=dataset,
-        callbacks=[GreenauditTrainerCallback(model="tiny-hf", settings=client_settings)],
-    ).train()
+        eval_dataset=dataset if evaluate else None,
+        callbacks=[callback],
+    )
+
+
+def test_hugging_face_trainer(client_settings: Settings, live_server: LiveServer, tmp_path: Path):
+    from greenaudit.integrations.hf import GreenauditTrainerCallback
+
+    trainer = tiny_hf_trainer(
+        GreenauditTrainerCallback(model="tiny-hf", settings=client_settings),
+        tmp_path / "hf",
+        EPOCHS,
+        evaluate=True,
+    )
+    trainer.train()
     run, points = the_run(live_server, "tiny-hf")
     assert run["status"] == "finished" and run["totals"]["energy_kwh"] > 0
+    assert run["total_steps"] == EPOCHS * 64  # 2048 samples / 32, from the Trainer's plan
     eval_loss = [p for p in points["items"] if p["name"] == "eval_loss"]
     assert [p["epoch"] for p in eval_loss] == list(range(1, EPOCHS + 1))
     assert [p["step"] for p in eval_loss] == [64 * e for e in range(1, EPOCHS + 1)]
+    # Each epoch's training loss at that epoch's step, as the Trainer itself recorded it (it
+    # logs an epoch's loss after the epoch ends, the last one included).
+    loss = [(p["step"], p["value"]) for p in points["items"] if p["name"] == "loss"]
+    trainer_losses = [
+        (h["step"], pytest.approx(h["loss"])) for h in trainer.state.log_history if "loss" in h
+    ]
+    assert len(trainer_losses) == EPOCHS and loss == trainer_losses
+    # Speeds and the post-training summary are not metrics of the model.
+    names = {p["name"] for p in points["items"]}
+    assert not {n for n in names if n.endswith(("_runtime", "_per_second"))}
+    assert "train_loss" not in names and "total_flos" not in names
     energy = energy_at_epochs(live_server, run["id"], "eval_loss")
     assert energy == sorted(energy) and energy[-1] > 0
 
@@ -195,19 +218,32 @@ def test_keras(client_settings: Settings, live_server: LiveServer):
     assert energy == sorted(energy) and energy[-1] > 0
 
 
+@pytest.fixture
+def spent_budget(live_server: LiveServer) -> None:
+    """A project budget that the first energy sample of any run spends."""
+    budget = httpx.post(
+        f"{live_server.url}/api/v1/budgets",
+        json={"limit_kwh": 1e-9},
+        headers=live_server.keys.write,
+    )
+    assert budget.status_code == 201, budget.text
+
+
+@pytest.fixture
+def stop_settings(client_settings: Settings) -> Settings:
+    return client_settings.model_copy(update={"budget_check_interval_s": 0.1})
+
+
+# Minutes of training if the budget does not stop it.
+MAX_EPOCHS = 2000
+
+
 def test_lightning_stops_at_an_epoch_end_when_the_budget_is_spent(
-    client_settings: Settings, live_server: LiveServer
+    spent_budget: None, stop_settings: Settings, live_server: LiveServer
 ):
     import lightning as L  # noqa: N812
 
     from greenaudit.integrations.lightning import GreenauditCallback
-
-    budget = httpx.post(
-        f"{live_server.url}/api/v1/budgets",
-        json={"limit_kwh": 1e-9},  # spent by the first sample
-        headers=live_server.keys.write,
-    )
-    assert budget.status_code == 201, budget.text
 
     Tiny = tiny_lightning_module()  # its validation_step is not run: no val loader
 
@@ -215,28 +251,82 @@ def test_lightning_stops_at_an_epoch_end_when_the_budget_is_spent(
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(torch.tensor(x), torch.tensor(y)), batch_size=32
     )
-    max_epochs = 2000  # minutes of training if it is not stopped
     trainer = L.Trainer(
-        max_epochs=max_epochs,
+        max_epochs=MAX_EPOCHS,
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         callbacks=[
-            GreenauditCallback(
-                model="tiny-budget",
-                on_budget="stop",
-                settings=client_settings.model_copy(update={"budget_check_interval_s": 0.1}),
-            )
+            GreenauditCallback(model="tiny-budget", on_budget="stop", settings=stop_settings)
         ],
     )
     trainer.fit(Tiny(), loader)  # no exception: Lightning's own stop
-    assert trainer.current_epoch < max_epochs - 1
+    assert trainer.current_epoch < MAX_EPOCHS - 1
     run, points = the_run(live_server, "tiny-budget")
     assert run["status"] == "stopped_by_budget"
-    assert run["total_steps"] == max_epochs * 64  # from the trainer's plan
+    assert run["total_steps"] == MAX_EPOCHS * 64  # from the trainer's plan
     # Every epoch that ended was logged, the one whose end stopped the fit included; Lightning
     # counts that epoch as done.
     epochs = sorted({p["epoch"] for p in points["items"] if p["name"] == "train_loss"})
     assert epochs == list(range(trainer.current_epoch))
+
+
+def test_keras_stops_at_an_epoch_end_when_the_budget_is_spent(
+    spent_budget: None, stop_settings: Settings, live_server: LiveServer
+):
+    import keras
+
+    from greenaudit.integrations.keras import GreenauditKerasCallback
+
+    x, y = data()
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    history = model.fit(
+        x,
+        y,
+        epochs=MAX_EPOCHS,
+        batch_size=32,
+        verbose=0,
+        callbacks=[
+            GreenauditKerasCallback(
+                model="tiny-keras-budget", on_budget="stop", settings=stop_settings
+            )
+        ],
+    )  # no exception: Keras's own stop
+    epochs_run = len(history.history["loss"])
+    assert epochs_run < MAX_EPOCHS
+    run, points = the_run(live_server, "tiny-keras-budget")
+    assert run["status"] == "stopped_by_budget"
+    assert run["total_steps"] == MAX_EPOCHS * 64  # 2048 / 32 steps an epoch, from fit's plan
+    # Every epoch Keras ran was logged, with its loss as Keras recorded it.
+    loss = [(p["epoch"], p["step"], p["value"]) for p in points["items"] if p["name"] == "loss"]
+    assert loss == [
+        (e, 64 * (e + 1), pytest.approx(value)) for e, value in enumerate(history.history["loss"])
+    ]
+
+
+def test_hugging_face_stops_at_an_epoch_end_when_the_budget_is_spent(
+    spent_budget: None, stop_settings: Settings, live_server: LiveServer, tmp_path: Path
+):
+    from greenaudit.integrations.hf import GreenauditTrainerCallback
+
+    trainer = tiny_hf_trainer(
+        GreenauditTrainerCallback(model="tiny-hf-budget", on_budget="stop", settings=stop_settings),
+        tmp_path / "hf",
+        MAX_EPOCHS,
+        evaluate=False,
+    )
+    trainer.train()  # no exception: the Trainer's own stop
+    steps_run = trainer.state.global_step
+    assert 0 < steps_run < MAX_EPOCHS * 64 and steps_run % 64 == 0  # at an epoch end
+    run, points = the_run(live_server, "tiny-hf-budget")
+    assert run["status"] == "stopped_by_budget"
+    assert run["total_steps"] == MAX_EPOCHS * 64
+    # The last epoch's loss, logged by the Trainer after the stop was asked for, is kept too.
+    loss = [(p["step"], p["value"]) for p in points["items"] if p["name"] == "loss"]
+    trainer_losses = [
+        (h["step"], pytest.approx(h["loss"])) for h in trainer.state.log_history if "loss" in h
+    ]
+    assert loss == trainer_losses and loss[-1][0] == steps_run
