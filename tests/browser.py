@@ -10,6 +10,9 @@ from typing import Any
 import pytest
 
 CHROMIUM = os.environ.get("GREENAUDIT_TEST_CHROMIUM", "/usr/bin/chromium")
+# The suite runs on two workers beside 60 s load tests; Playwright's 30 s default for one
+# action is too close to what a page can take on a loaded 2-core machine.
+ACTION_TIMEOUT_MS = 90_000
 
 
 def headless_chromium(needed_by: str) -> Iterator[Any]:
@@ -37,3 +40,10 @@ def headless_chromium(needed_by: str) -> Iterator[Any]:
         )
         yield launched
         launched.close()
+
+
+def new_context(browser: Any, **options: Any) -> Any:
+    """A browser context whose waits allow for a loaded machine."""
+    context = browser.new_context(**options)
+    context.set_default_timeout(ACTION_TIMEOUT_MS)
+    return context

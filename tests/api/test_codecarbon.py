@@ -80,10 +80,8 @@ def test_codecarbon_endpoints_need_a_write_key(client: TestClient, project: Proj
     assert bad.status_code == 422
 
 
-@pytest.mark.parametrize("missing", [str(uuid.uuid4())])
-def test_emissions_for_an_unknown_run_are_404(
-    client: TestClient, project: ProjectKeys, missing: str
-):
+def test_emissions_for_an_unknown_run_are_404(client: TestClient, project: ProjectKeys):
+    missing = str(uuid.uuid4())
     write_key = project.write["Authorization"].split()[1]
     response = client.post(
         "/codecarbon/emissions",

@@ -20,7 +20,7 @@ from greenaudit.catalog import import_catalog
 from greenaudit.settings import Settings
 
 from ..api.helpers import run_body, sample
-from ..browser import headless_chromium
+from ..browser import headless_chromium, new_context
 from ..conftest import ADMIN_TOKEN, ProjectKeys, create_project, serving
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboards"
@@ -121,7 +121,7 @@ def site(settings: Settings, engine: Engine, client: TestClient) -> Iterator[dic
 
 @pytest.fixture
 def page(browser: Any, site: dict[str, Any]) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = new_context(browser, viewport={"width": 1280, "height": 900})
     key = site["keys"].read["Authorization"].split()[1]
     context.add_cookies(
         [{"name": "greenaudit_key", "value": key, "url": site["url"] + "/dashboards/"}]
@@ -276,7 +276,7 @@ def test_nofade_page(page: Any, site: dict[str, Any]):
 
 
 def test_pages_need_a_key_and_show_only_its_project(browser: Any, site: dict[str, Any]):
-    context = browser.new_context()
+    context = new_context(browser)
     anonymous = context.new_page()
     anonymous.goto(site["url"] + "/dashboards/runs")
     assert anonymous.url.startswith(site["url"] + "/dashboards/login")

@@ -24,7 +24,7 @@ from greenaudit.cli import app
 from greenaudit.report import DEFAULT_CURVE_POINTS, lookup
 from greenaudit.settings import Settings
 
-from ..browser import headless_chromium
+from ..browser import headless_chromium, new_context
 from ..conftest import create_project, serving
 from .seed import RUN_ACCURACY, seed_run
 
@@ -76,7 +76,7 @@ def open_and_check(
     Returns the browser context, the page and the fields seen.
     """
     # The service is gone: the page must not need it, nor any other network.
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = new_context(browser, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
