@@ -173,9 +173,12 @@ def deliver_due(
     with sessions() as session:
         due = list(session.scalars(repository.due_alerts(now, DELIVERIES_PER_PASS)))
     for alert_id in due:
+        # The claim runs from now, not from the start of the pass: posts before this one may
+        # have taken minutes, and a claim that has already run out is no claim.
+        claimed_at = max(now, utcnow())
         with sessions() as session, session.begin():
             claimed = session.execute(
-                repository.claim(alert_id, now, now + timedelta(seconds=CLAIM_S))
+                repository.claim(alert_id, claimed_at, claimed_at + timedelta(seconds=CLAIM_S))
             ).rowcount
             alert = session.get(Alert, alert_id) if claimed else None
             if alert is None:
@@ -191,7 +194,8 @@ def deliver_due(
             try:
                 check_url(url, allow_private)
                 post_alert(http, url, secret, str(alert_id), payload)
-            except (httpx.HTTPError, UnsafeWebhook) as failure:
+            except (httpx.HTTPError, UnsafeWebhook, UnicodeError) as failure:
+                # UnicodeError: a host name that cannot be encoded, stored before this check.
                 error = f"{type(failure).__name__}: {failure}"[:2000]
         with sessions() as session, session.begin():
             row = session.get(Alert, alert_id)

@@ -36,7 +36,7 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
 
     Example:
         >>> signature("s3cret-for-docs!", 1700000000, b'{"a":1}')[:15]
-        'sha256=7439b1e'
+        'sha256=7439b1eb'
     """
     message = f"{timestamp}.".encode() + body
     return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
@@ -52,21 +52,56 @@ def check_url(url: str, allow_private: bool) -> None:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as error:
         raise UnsafeWebhook(f"not a URL: {error}") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
+    try:
+        host = parsed.host  # decodes "xn--" labels, which can fail
+        # Connecting encodes the host like this; an empty label or one over 63 characters
+        # would fail there, at every retry.
+        host.encode("idna")
+    except UnicodeError as error:
+        raise UnsafeWebhook(f"not a valid host name: {error}") from None
+    if parsed.scheme not in ("http", "https") or not host:
         raise UnsafeWebhook("the webhook URL must be http:// or https:// with a host")
     if allow_private:
         return
     try:
-        infos = socket.getaddrinfo(parsed.host, parsed.port or 443, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, parsed.port or 443, type=socket.SOCK_STREAM)
     except OSError as error:
-        raise UnsafeWebhook(f"cannot resolve {parsed.host}: {error}") from None
+        raise UnsafeWebhook(f"cannot resolve {host}: {error}") from None
     for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise UnsafeWebhook(
-                f"{parsed.host} resolves to {address}, a private or local address; the service "
-                "posts there only when GREENAUDIT_WEBHOOK_ALLOW_PRIVATE=true"
-            )
+        for address in _reached(ipaddress.ip_address(info[4][0])):
+            if not address.is_global:
+                raise UnsafeWebhook(
+                    f"{host} resolves to {address}, a private or local address; the "
+                    "service posts there only when GREENAUDIT_WEBHOOK_ALLOW_PRIVATE=true"
+                )
+
+
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _reached(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The address, and the IPv4 address an IPv6 one leads to where it embeds one.
+
+    ``is_global`` judges an IPv6 address by its own prefix, yet a NAT64, 6to4 or mapped address
+    reaches the IPv4 address inside it: ``64:ff9b::a9fe:a9fe`` is 169.254.169.254.
+
+    Example:
+        >>> [str(a) for a in _reached(ipaddress.ip_address("64:ff9b::7f00:1"))]
+        ['64:ff9b::7f00:1', '127.0.0.1']
+    """
+    reached: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
+    if isinstance(address, ipaddress.IPv6Address):
+        low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if address in NAT64 or int(address) >> 32 == 0:  # NAT64, or IPv4-compatible ::a.b.c.d
+            reached.append(low32)
+        for embedded in (address.ipv4_mapped, address.sixtofour):
+            if embedded is not None:
+                reached.append(embedded)
+        if address.teredo is not None:
+            reached.extend(address.teredo)
+    return reached
 
 
 def post_alert(

@@ -64,6 +64,8 @@ def forecast_of_run(
         return None, f"the run is {run.status}: its totals are final"
     if run.total_steps is None:
         return None, "the run has not reported its planned total_steps (run.set(total_steps=...))"
+    if run.total_steps < 1:
+        return None, f"the run's planned total_steps is {run.total_steps}; it must be at least 1"
     rows = session.execute(repository.sample_progress(run.id)).all()
     if not rows:
         return None, "the run has no energy samples yet"

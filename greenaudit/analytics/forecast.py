@@ -162,7 +162,7 @@ def forecast_energy(
     ``sample_steps[i]`` is the step last logged when sample ``i`` ended (NaN if unknown) and
     ``sample_kwh[i]`` its energy in kWh, all ranks merged in time order. ``pace_drift`` is the
     relative sd assumed for changes of pace still to come (0 for the noise model alone).
-    Raises ``InsufficientData`` when no step is known yet, ``ValueError`` when
+    Raises ``InsufficientData`` when no step after step 0 is known yet, ``ValueError`` when
     ``total_steps < 1``.
 
     Example:
@@ -202,12 +202,14 @@ def forecast_energy(
         )
 
     if steps.size == 1:
-        rate = last_kwh / last_step if last_step > 0 else math.nan
+        if last_step <= 0:
+            raise InsufficientData(
+                "only step 0 has been logged: no step is complete yet, so there is no energy "
+                "per step to forecast from"
+            )
+        rate = last_kwh / last_step
         if remaining == 0:
             return result(spent, spent, spent, rate)
-        if not math.isfinite(rate):
-            # Step 0 seen and nothing more: there is no rate at all, so no upper end either.
-            return result(spent, spent, math.inf, rate)
         point = last_kwh + rate * remaining
         # The start-up cost is inside this rate, so the point is high; from one boundary no
         # spread can be estimated, so the range is the rate from nothing to twice itself.

@@ -114,15 +114,7 @@ class Policy:
                 and plateau.get("passed")
                 and self._plateau is None
             ):
-                self._plateau = PlateauPassed(
-                    metric=plateau["metric"],
-                    step=int(plateau["step"]),
-                    value=float(plateau["value"]),
-                    final_value=float(plateau["final_value"]),
-                    steps_after=int(plateau["steps_after"]),
-                    energy_after_kwh=float(plateau["energy_after_kwh"]),
-                    co2_after_kg=float(plateau["co2_after_kg"]),
-                )
+                self._plateau = _plateau_passed(plateau)
             self.pending = self._stop is not None or (
                 self._plateau is not None and not self._plateau_called
             )
@@ -147,7 +139,28 @@ class Policy:
             if stop is not None:
                 self.stopped = True
             self.pending = False
-        if plateau is not None and self.on_plateau is not None:
-            self.on_plateau(plateau)
-        if stop is not None:
-            raise stop
+        try:
+            if plateau is not None and self.on_plateau is not None:
+                self.on_plateau(plateau)
+        finally:
+            # A callback that raises (the user's own code, maybe meant to end training) must
+            # not cancel a stop the budget asked for; its exception stays as the context.
+            if stop is not None:
+                raise stop
+
+
+def _plateau_passed(plateau: dict[str, Any]) -> PlateauPassed | None:
+    """The service's plateau as the callback's argument; None when a field is missing or odd."""
+    try:
+        return PlateauPassed(
+            metric=str(plateau["metric"]),
+            step=int(plateau["step"]),
+            value=float(plateau["value"]),
+            final_value=float(plateau["final_value"]),
+            steps_after=int(plateau["steps_after"]),
+            energy_after_kwh=float(plateau["energy_after_kwh"]),
+            co2_after_kg=float(plateau["co2_after_kg"]),
+        )
+    except (KeyError, TypeError, ValueError, OverflowError):
+        logger.debug("greenaudit: plateau answer not understood: %r", plateau)
+        return None

@@ -599,8 +599,10 @@ def run(
     against is spent or forecast to be overspent; ``on_budget="stop"`` also raises
     :class:`BudgetExceeded` at the next ``run.log`` once one is spent, and the run ends as
     ``stopped_by_budget``. ``on_plateau=callback`` calls ``callback(PlateauPassed)`` once, at a
-    ``run.log``, when the run is past the step where its metric is forecast to plateau. Both
-    need the service and ``run.set(total_steps=...)`` for forecasts.
+    ``run.log``, when the run is past the step where its metric is forecast to plateau; it is
+    the caller's code, so what it raises reaches the training loop (a pending budget stop is
+    still raised, with that exception as its context). Both need the service and
+    ``run.set(total_steps=...)`` for forecasts.
     """
     return Run(project, model, dataset, task, **options)
 

@@ -155,6 +155,11 @@ def test_no_step_yet_is_insufficient_data():
         forecast_energy([NAN, NAN], [1.0, 1.0], total_steps=10)
     with pytest.raises(InsufficientData):
         forecast_energy([], [], total_steps=10)
+    # A first run.log defaults to step 0: nothing is complete, so there is no rate yet (not an
+    # infinite upper end and a NaN rate, which JSON cannot carry).
+    with pytest.raises(InsufficientData, match="only step 0"):
+        forecast_energy([0, 0, 0], [1.0, 1.0, 1.0], total_steps=10)
+    assert forecast_energy([0, 0, 2], [1.0, 1.0, 1.0], total_steps=10).kwh_per_step > 0
 
 
 def test_bad_arguments_are_value_errors():

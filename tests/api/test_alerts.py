@@ -134,6 +134,20 @@ def test_webhooks_refuse_local_hosts_unless_allowed(client: TestClient, project:
     )
     assert refused.status_code == 422
     assert "GREENAUDIT_WEBHOOK_ALLOW_PRIVATE" in refused.json()["detail"]
+    # Addresses that lead to loopback or link-local through an IPv6 form, and host names that
+    # cannot be encoded to connect: refused with a reason, never a 500.
+    for url, reason in (
+        ("http://[64:ff9b::a9fe:a9fe]/hook", "169.254.169.254"),  # NAT64: cloud metadata
+        ("http://[2002:7f00:1::1]/hook", "127.0.0.1"),  # 6to4
+        ("http://[::ffff:127.0.0.1]/hook", "private or local"),  # IPv4-mapped
+        ("http://a..b/hook", "not a valid host name"),
+        ("http://" + "a" * 64 + ".example/hook", "not a valid host name"),
+        ("https://xn--a/hook", "not a valid host name"),
+    ):
+        answer = client.put(
+            "/api/v1/webhook", json={"url": url, "secret": SECRET}, headers=project.write
+        )
+        assert answer.status_code == 422 and reason in answer.json()["detail"], (url, answer.text)
     for url in ("ftp://example.org/x", "not a url at all"):
         answer = client.put(
             "/api/v1/webhook", json={"url": url, "secret": SECRET}, headers=project.write
@@ -146,6 +160,18 @@ def test_webhooks_refuse_local_hosts_unless_allowed(client: TestClient, project:
     )
     assert short.status_code == 422 and "secret" in short.text
     assert client.get("/api/v1/webhook", headers=project.read).status_code == 404
+
+
+def test_a_host_that_cannot_be_encoded_is_refused_where_private_hosts_are_allowed(
+    hooked: TestClient,
+):
+    # Allowing private hosts skips the address check, not the host name's: stored, it would
+    # fail at every delivery attempt.
+    keys = create_project(hooked, "bad-host")
+    answer = hooked.put(
+        "/api/v1/webhook", json={"url": "http://a..b/hook", "secret": SECRET}, headers=keys.write
+    )
+    assert answer.status_code == 422 and "not a valid host name" in answer.json()["detail"]
 
 
 def test_the_webhook_is_set_read_without_its_secret_and_removed(hooked: TestClient, engine: Engine):
@@ -186,3 +212,12 @@ def test_an_undeliverable_alert_gives_up_after_its_attempts(hooked: TestClient, 
 def test_backoff_doubles_to_a_ceiling():
     assert [alerts.backoff_s(n) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 8.0]
     assert alerts.backoff_s(30) == alerts.MAX_BACKOFF_S
+
+
+def test_docstring_examples():
+    import doctest
+
+    from greenaudit.api.alerts import webhook
+
+    result = doctest.testmod(webhook, raise_on_error=False)
+    assert result.attempted >= 2 and result.failed == 0

@@ -141,6 +141,39 @@ def test_the_run_forecast_and_the_budgets_over_it(
     assert "total_steps" in unplanned.json()["energy_reason"]
 
 
+def test_a_run_planned_at_zero_steps_or_still_at_step_0_has_no_forecast(
+    client: TestClient, project: ProjectKeys, sweep: dict[str, str]
+):
+    client.post(
+        "/api/v1/budgets", json={"group": "sweep", "limit_kwh": 0.05}, headers=project.write
+    )
+    running = sweep["running"]
+    client.patch(
+        f"/api/v1/runs/{running}", json={"total_steps": 0}, headers=project.write
+    ).raise_for_status()
+    answer = client.get(f"/api/v1/runs/{running}/forecast", headers=project.read)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["energy"] is None
+    assert "at least 1" in answer.json()["energy_reason"]
+    budgets = client.get("/api/v1/budgets", headers=project.read)
+    assert budgets.status_code == 200, budgets.text
+    # Nothing is forecast for the run: the forecast is what was spent, 8 samples.
+    assert budgets.json()[0]["forecast"]["kwh"] == pytest.approx(8 * KWH)
+    assert budgets.json()[0]["running_without_forecast"] == 1
+
+    at_zero = create_run(client, project, name="trial-3", group="sweep")["id"]
+    client.patch(
+        f"/api/v1/runs/{at_zero}", json={"total_steps": 100}, headers=project.write
+    ).raise_for_status()
+    samples = [{**sample(i), "step": 0} for i in range(3)]
+    client.post(
+        f"/api/v1/runs/{at_zero}/energy", json={"samples": samples}, headers=project.write
+    ).raise_for_status()
+    answer = client.get(f"/api/v1/runs/{at_zero}/forecast", headers=project.read)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["energy"] is None and "only step 0" in answer.json()["energy_reason"]
+
+
 def test_a_calendar_period_counts_runs_started_in_it(client: TestClient, project: ProjectKeys):
     now = datetime.now(timezone.utc)
     this_month = create_run(client, project, name="now", started_at=now.isoformat())["id"]

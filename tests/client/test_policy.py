@@ -106,3 +106,28 @@ def test_the_plateau_callback_is_called_once_with_what_the_service_said():
 def test_a_policy_that_cannot_be_followed_is_refused(on_budget: Any, on_plateau: Any):
     with pytest.raises(ValueError):
         Policy(on_budget, on_plateau)
+
+
+def test_a_plateau_callback_that_raises_does_not_cancel_the_budget_stop():
+    def failing(_: PlateauPassed) -> None:
+        raise OSError("checkpoint disk full")
+
+    policy = Policy("stop", failing)
+    both = answer(exceeded=True, passed=True)
+    policy.consider(both)
+    with pytest.raises(BudgetExceeded) as raised:
+        policy.at_step_boundary()
+    assert isinstance(raised.value.__context__, OSError)
+    assert policy.stopped and not policy.pending
+
+
+def test_an_odd_plateau_answer_is_ignored_and_the_stop_still_comes():
+    calls: list[PlateauPassed] = []
+    policy = Policy("stop", calls.append)
+    odd = answer(exceeded=True, passed=True)
+    odd["plateau"]["energy_after_kwh"] = None  # what a service with no rate might send
+    policy.consider(odd)
+    assert policy.pending
+    with pytest.raises(BudgetExceeded):
+        policy.at_step_boundary()
+    assert calls == []
