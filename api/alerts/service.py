@@ -137,12 +137,33 @@ def evaluate(session: Session, now: datetime, since: datetime) -> int:
     hooked = set(session.scalars(select(Webhook.project_id)))
     cache: budgets.ForecastCache = {}
     stored = 0
-    for budget in session.scalars(repository.all_budgets()):
-        state = budgets.budget_state(session, budget, now, cache)
-        stored += _budget_alerts(session, budget, state, budget.project_id in hooked)
-    for run in session.scalars(repository.runs_to_watch(since)):
-        stored += _plateau_alert(session, run, run.project_id in hooked, cache)
+    for budget in session.scalars(repository.all_budgets()).all():
+
+        def check_budget(budget: Budget = budget) -> int:
+            state = budgets.budget_state(session, budget, now, cache)
+            return _budget_alerts(session, budget, state, budget.project_id in hooked)
+
+        stored += _isolated(session, f"budget {budget.id}", check_budget)
+    for run in session.scalars(repository.runs_to_watch(since)).all():
+
+        def check_run(run: Run = run) -> int:
+            return _plateau_alert(session, run, run.project_id in hooked, cache)
+
+        stored += _isolated(session, f"run {run.id}", check_run)
     return stored
+
+
+def _isolated(session: Session, what: str, check: Callable[[], int]) -> int:
+    """One budget's or run's check in a savepoint: what fails there is logged and skipped.
+
+    The pass covers every project; one item that cannot be checked must not silence the rest.
+    """
+    try:
+        with session.begin_nested():
+            return check()
+    except Exception:
+        logger.exception("alert check of %s failed; the other checks go on", what)
+        return 0
 
 
 def _payload(alert: Alert) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import json
 import math
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -221,3 +222,29 @@ def test_docstring_examples():
 
     result = doctest.testmod(webhook, raise_on_error=False)
     assert result.attempted >= 2 and result.failed == 0
+
+
+def test_a_budget_that_cannot_be_checked_does_not_silence_the_others(
+    hooked: TestClient,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+):
+    broken, fine = create_project(hooked, "broken"), create_project(hooked, "fine")
+    for keys in (broken, fine):
+        hooked.post("/api/v1/budgets", json={"limit_kwh": 0.001}, headers=keys.write)
+        send_samples(hooked, keys, create_run(hooked, keys)["id"], 1)  # 0.0055 kWh: over
+    real_state = alerts.budgets.budget_state
+
+    def failing_for_broken(session: Session, budget: Any, *args: Any) -> Any:
+        if str(budget.project_id) == broken.id:
+            raise RuntimeError("cannot compute this budget")
+        return real_state(session, budget, *args)
+
+    monkeypatch.setattr(alerts.budgets, "budget_state", failing_for_broken)
+    assert one_pass(engine) == 1
+    assert hooked.get("/api/v1/alerts", headers=fine.read).json()["total"] == 1
+    assert hooked.get("/api/v1/alerts", headers=broken.read).json()["total"] == 0
+    assert "alert check of budget" in caplog.text and "cannot compute" in caplog.text
+    monkeypatch.undo()
+    assert one_pass(engine) == 1  # mended, the broken project's crossing is stored on the next pass
