@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 from typing import Any
 
-import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine, text
@@ -78,13 +77,11 @@ async def _watch_budgets(app: FastAPI) -> None:
         since = now
         if stored:
             logger.info("stored %d new alert(s)", stored)
-        with httpx.Client(follow_redirects=False) as http:
-            alerts_service.deliver_due(
-                app.state.write_sessions,
-                http,
-                models.utcnow(),
-                allow_private=settings.webhook_allow_private,
-            )
+        alerts_service.deliver_due(
+            app.state.write_sessions,
+            models.utcnow(),
+            allow_private=settings.webhook_allow_private,
+        )
 
     while True:
         await asyncio.sleep(interval_s)

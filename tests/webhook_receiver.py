@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,3 +59,41 @@ def webhook_receiver(*statuses: int) -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def trickling_receiver(byte_interval_s: float) -> Iterator[str]:
+    """A receiver that answers 200, one byte every ``byte_interval_s``; yields its URL.
+
+    Each byte comes well within a per-read timeout, so only a deadline on the whole post ends
+    the exchange before the answer is complete.
+    """
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.recv(65536)  # the request: small enough for one read
+                for byte in answer:
+                    if stop.wait(byte_interval_s):
+                        return
+                    try:
+                        connection.sendall(bytes([byte]))
+                    except OSError:  # the client gave up
+                        break
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()

@@ -26,7 +26,7 @@ from ..errors import InvalidInput, NotFound
 from ..models import Alert, Budget, Run, Webhook, utcnow
 from . import repository
 from .schemas import AlertKind, AlertOut, Delivery, WebhookIn, WebhookOut
-from .webhook import UnsafeWebhook, check_url, post_alert
+from .webhook import DEADLINE_S, UnsafeWebhook, check_url, post_alert
 
 logger = logging.getLogger("greenaudit.alerts")
 
@@ -181,7 +181,6 @@ def _payload(alert: Alert) -> dict[str, Any]:
 
 def deliver_due(
     sessions: Callable[[], AbstractContextManager[Session]],
-    http: httpx.Client,
     now: datetime,
     *,
     allow_private: bool,
@@ -214,7 +213,9 @@ def deliver_due(
             url, secret = target
             try:
                 check_url(url, allow_private)
-                post_alert(http, url, secret, str(alert_id), payload)
+                post_alert(url, secret, str(alert_id), payload)
+            except TimeoutError:
+                error = f"TimeoutError: no complete answer within {DEADLINE_S:g} s"
             except (httpx.HTTPError, UnsafeWebhook, UnicodeError) as failure:
                 # UnicodeError: a host name that cannot be encoded, stored before this check.
                 error = f"{type(failure).__name__}: {failure}"[:2000]

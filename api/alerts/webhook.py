@@ -11,6 +11,7 @@ Each POST carries the alert as JSON and three headers:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
@@ -24,7 +25,8 @@ import httpx
 SIGNATURE_HEADER = "X-Greenaudit-Signature"
 TIMESTAMP_HEADER = "X-Greenaudit-Timestamp"
 ALERT_HEADER = "X-Greenaudit-Alert"
-TIMEOUT_S = 5.0
+TIMEOUT_S = 5.0  # to connect, and between any two reads or writes
+DEADLINE_S = 15.0  # for one whole post
 
 
 class UnsafeWebhook(ValueError):
@@ -104,21 +106,29 @@ def _reached(
     return reached
 
 
-def post_alert(
-    client: httpx.Client, url: str, secret: str, alert_id: str, payload: dict[str, Any]
-) -> None:
-    """Post one signed alert. Raises :class:`httpx.HTTPError` when it was not accepted (2xx)."""
+def post_alert(url: str, secret: str, alert_id: str, payload: dict[str, Any]) -> None:
+    """Post one signed alert, within ``DEADLINE_S`` in all.
+
+    Raises :class:`httpx.HTTPError` when it was not accepted (2xx), and :class:`TimeoutError`
+    when the whole exchange took longer than ``DEADLINE_S``: a per-read timeout alone lets a
+    receiver that trickles its answer hold the delivery pass, and every project's alerts behind
+    it, for as long as it likes. The post runs on its own event loop so that it can be cancelled.
+    """
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
     timestamp = int(time.time())
-    response = client.post(
-        url,
-        content=body,
-        headers={
-            "Content-Type": "application/json",
-            ALERT_HEADER: alert_id,
-            TIMESTAMP_HEADER: str(timestamp),
-            SIGNATURE_HEADER: signature(secret, timestamp, body),
-        },
-        timeout=TIMEOUT_S,
-    )
-    response.raise_for_status()
+    headers = {
+        "Content-Type": "application/json",
+        ALERT_HEADER: alert_id,
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: signature(secret, timestamp, body),
+    }
+
+    async def post() -> None:
+        async with (
+            asyncio.timeout(DEADLINE_S),
+            httpx.AsyncClient(follow_redirects=False, timeout=TIMEOUT_S) as client,
+        ):
+            response = await client.post(url, content=body, headers=headers)
+        response.raise_for_status()
+
+    asyncio.run(post())

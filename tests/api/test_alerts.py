@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from greenaudit.api.alerts import service as alerts
+from greenaudit.api.alerts import webhook
 from greenaudit.api.app import create_app
 from greenaudit.api.models import utcnow
 from greenaudit.settings import Settings
 
 from ..conftest import ProjectKeys, create_project
-from ..webhook_receiver import webhook_receiver
+from ..webhook_receiver import trickling_receiver, webhook_receiver
 from .helpers import point
 from .test_budgets import KWH, send_samples
 from .test_runs import create_run
@@ -46,10 +47,7 @@ def deliver(engine: Engine, at_s: float = 0.0) -> int:
     def sessions() -> Session:
         return Session(engine)
 
-    with httpx.Client() as http:
-        return alerts.deliver_due(
-            sessions, http, utcnow() + timedelta(seconds=at_s), allow_private=True
-        )
+    return alerts.deliver_due(sessions, utcnow() + timedelta(seconds=at_s), allow_private=True)
 
 
 def test_a_crossed_budget_alerts_once_and_is_delivered_signed_with_retries(
@@ -218,8 +216,6 @@ def test_backoff_doubles_to_a_ceiling():
 def test_docstring_examples():
     import doctest
 
-    from greenaudit.api.alerts import webhook
-
     result = doctest.testmod(webhook, raise_on_error=False)
     assert result.attempted >= 2 and result.failed == 0
 
@@ -248,3 +244,23 @@ def test_a_budget_that_cannot_be_checked_does_not_silence_the_others(
     assert "alert check of budget" in caplog.text and "cannot compute" in caplog.text
     monkeypatch.undo()
     assert one_pass(engine) == 1  # mended, the broken project's crossing is stored on the next pass
+
+
+def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_deadline(
+    hooked: TestClient, engine: Engine, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(webhook, "DEADLINE_S", 1.5)
+    keys = create_project(hooked, "trickled")
+    hooked.post("/api/v1/budgets", json={"limit_kwh": 0.001}, headers=keys.write)
+    send_samples(hooked, keys, create_run(hooked, keys)["id"], 1)
+    # 57 bytes at 0.5 s each: 28.5 s for the whole answer, never 5 s between two reads.
+    with trickling_receiver(0.5) as url:
+        hooked.put("/api/v1/webhook", json={"url": url, "secret": SECRET}, headers=keys.write)
+        assert one_pass(engine) == 1
+        started = time.monotonic()
+        assert deliver(engine) == 0
+        took = time.monotonic() - started
+    assert 1.5 <= took < 5
+    [alert] = hooked.get("/api/v1/alerts", headers=keys.read).json()["items"]
+    assert (alert["delivery"], alert["attempts"]) == ("pending", 1)
+    assert alert["last_error"].startswith("TimeoutError")
