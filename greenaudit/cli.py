@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 
 import httpx
 import typer
+from pydantic import ValidationError
 
 from greenaudit.report import (
     DEFAULT_CURVE_POINTS,
@@ -53,10 +54,19 @@ def _server_settings(database_url: str | None) -> Settings:
     if database_url:
         # Set in the environment too, so that uvicorn workers read the same database.
         os.environ["GREENAUDIT_DATABASE_URL"] = database_url
+    return _settings()
+
+
+def _settings() -> Settings:
+    """The settings from the environment; a bad value is one line naming it, not a traceback."""
     try:
         return Settings()
-    except Exception as error:  # pydantic's ValidationError, worded for a terminal
-        _fail(f"invalid configuration: {error}")
+    except ValidationError as error:
+        problems = "; ".join(
+            f"GREENAUDIT_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+            for e in error.errors()
+        )
+        _fail(f"invalid configuration: {problems}")
         raise
 
 
@@ -170,7 +180,7 @@ def project_create(
     url: Annotated[Optional[str], typer.Option(help="Service URL; default GREENAUDIT_URL.")] = None,  # noqa: UP007
 ) -> None:
     """Create a project and print its write key and read key (shown only once)."""
-    settings = Settings()
+    settings = _settings()
     base = url or settings.url or "http://127.0.0.1:8000"
     if not settings.admin_token:
         _fail("set GREENAUDIT_ADMIN_TOKEN to the service's admin token")
@@ -205,7 +215,7 @@ def flush(
     """Send what earlier runs left in the spool (GREENAUDIT_URL and GREENAUDIT_API_KEY)."""
     from greenaudit.client.transport import TransientError, flush_spool
 
-    settings = Settings()
+    settings = _settings()
     folder = spool_dir or settings.spool_path
     try:
         completed, pending = flush_spool(folder, settings)
@@ -261,7 +271,7 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def _query(path: str, params: dict[str, Any], url: str | None) -> dict[str, Any]:
-    settings = Settings()
+    settings = _settings()
     base = url or settings.url
     if not base or not settings.api_key:
         _fail("set GREENAUDIT_URL and GREENAUDIT_API_KEY (a read or write key) to query")
@@ -465,7 +475,7 @@ def report(
     """
     if output_format is ReportFormat.html and out is None:
         _fail("an HTML report is a file: pass --out report.html")
-    settings = Settings()
+    settings = _settings()
     base = url or settings.url
     if not base or not settings.api_key:
         _fail("set GREENAUDIT_URL and GREENAUDIT_API_KEY (a read or write key) to query")
@@ -484,7 +494,10 @@ def report(
     if out is None:
         typer.echo(text, nl=False)
         return
-    out.write_text(text, encoding="utf-8")
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as error:
+        _fail(f"cannot write the report to {out}: {error.strerror or error}")
     typer.echo(f"wrote the {output_format.value} report on {target} to {out}", err=True)
 
 
@@ -598,7 +611,7 @@ def import_(
     if path is not None and path.is_file() and zipfile.is_zipfile(path):
         _import_archive(path, database_url)
         return
-    settings = Settings()
+    settings = _settings()
     base = url or settings.url or "http://127.0.0.1:8000"
     if path is not None and not path.is_file():
         _fail(f"{path} is not a file")

@@ -429,7 +429,7 @@ class Run:
         for name, value in metrics.items():
             try:
                 values[name] = float(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 _warn_once(
                     f"type:{name}",
                     "greenaudit: metric %r has a value that is not a "

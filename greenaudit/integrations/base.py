@@ -26,7 +26,12 @@ class RunScope:
 
     def begin(self, total_steps: Any = None, **defaults: Any) -> None:
         """Start a run unless one is active; ``total_steps`` is the framework's planned total."""
-        if current_run() is not None or self._own is not None:
+        if self._own is not None:
+            # Keras and the Trainer do not tell callbacks when training raises, so a run this
+            # callback started for an earlier fit that failed is still open: end it as failed
+            # rather than log a new fit, and its idle time, into it.
+            self.end(RuntimeError("training ended without its end callback (it raised)"))
+        if current_run() is not None:
             return  # inside @greenaudit.track or greenaudit.run: log there, do not finish it
         self._own = run(**{**defaults, **self._options}).start()
         try:

@@ -16,7 +16,10 @@ class GreenauditTrainerCallback(TrainerCallback):
     """Measures a ``Trainer`` run; logs each of its logs (training and evaluation) as it comes.
 
     Takes the options of :func:`greenaudit.run`. With ``on_budget="stop"``, a spent budget
-    stops training at the next epoch end or log.
+    stops training at the next epoch end or log. The Trainer does not tell callbacks when
+    training raises: the run then ends as failed at the next ``train`` with this callback, or
+    is marked crashed by the service once the process is gone. Inside
+    ``with greenaudit.run(...)`` the run ends with the block, a failure included.
     """
 
     def __init__(self, **run_options: Any) -> None:

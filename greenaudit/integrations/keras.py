@@ -13,7 +13,10 @@ class GreenauditKerasCallback(keras.callbacks.Callback):  # type: ignore[misc]
     """Measures ``fit``; logs its metrics (validation included) at each epoch end.
 
     Takes the options of :func:`greenaudit.run`. With ``on_budget="stop"``, a spent budget
-    stops ``fit`` at the next epoch end.
+    stops ``fit`` at the next epoch end. Keras does not tell callbacks when ``fit`` raises: the
+    run then ends as failed at the next ``fit`` with this callback, or is marked crashed by the
+    service once the process is gone. Inside ``with greenaudit.run(...)`` the run ends with
+    the block, a failure included.
     """
 
     def __init__(self, **run_options: Any) -> None:
@@ -22,6 +25,7 @@ class GreenauditKerasCallback(keras.callbacks.Callback):  # type: ignore[misc]
         self._step = 0
 
     def on_train_begin(self, logs: Any = None) -> None:
+        self._step = 0  # steps of this fit: a callback may be passed to several
         params = self.params or {}
         steps, epochs = params.get("steps"), params.get("epochs")
         self._scope.begin(

@@ -143,6 +143,7 @@ def test_bad_metric_values_never_reach_the_training_code(
         with greenaudit.run(settings=settings) as run:
             run.log(step=1, loss=float("nan"), accuracy=0.5)
             run.log(step=2, loss=object(), accuracy=0.6)
+            run.log(step=3, loss=10**400, accuracy=0.7)  # too large for a float
             run.set(not_a_field=3, total_steps=10)
             run.dataset_profile()  # nothing given: ignored with a warning
     values = [
@@ -150,7 +151,7 @@ def test_bad_metric_values_never_reach_the_training_code(
         for op in spooled_ops(run.result.spool_path)
         if op["op"] == "metric"
     ]
-    assert values == [("accuracy", 0.5), ("accuracy", 0.6)]
+    assert values == [("accuracy", 0.5), ("accuracy", 0.6), ("accuracy", 0.7)]
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "non-finite" in messages and "not a number" in messages
     assert "not_a_field" in messages and "dataset_profile" in messages

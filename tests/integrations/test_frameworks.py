@@ -330,3 +330,40 @@ def test_hugging_face_stops_at_an_epoch_end_when_the_budget_is_spent(
         (h["step"], pytest.approx(h["loss"])) for h in trainer.state.log_history if "loss" in h
     ]
     assert loss == trainer_losses and loss[-1][0] == steps_run
+
+
+def test_a_keras_fit_that_raised_is_ended_as_failed_when_the_callback_is_used_again(
+    client_settings: Settings, live_server: LiveServer
+):
+    import keras
+
+    from greenaudit.integrations.keras import GreenauditKerasCallback
+
+    class Broken(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            if epoch == 1:
+                raise RuntimeError("disk full while checkpointing")
+
+    x, y = data()
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    measured = GreenauditKerasCallback(model="tiny-keras-retried", settings=client_settings)
+    with pytest.raises(RuntimeError, match="disk full"):
+        model.fit(x, y, epochs=EPOCHS, batch_size=32, verbose=0, callbacks=[measured, Broken()])
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[measured])
+
+    runs = httpx.get(
+        f"{live_server.url}/api/v1/runs",
+        params={"model": "tiny-keras-retried", "sort": "started_at", "order": "asc"},
+        headers=live_server.keys.read,
+    ).json()["items"]
+    assert [r["status"] for r in runs] == ["failed", "finished"]
+    assert "raised" in runs[0]["error"]
+    # The retry counts its own steps from zero: 64 a epoch over 2 epochs.
+    assert runs[1]["total_steps"] == 2 * 64
+    points = httpx.get(
+        f"{live_server.url}/api/v1/runs/{runs[1]['id']}/metrics",
+        params={"name": "loss"},
+        headers=live_server.keys.read,
+    ).json()["items"]
+    assert [p["step"] for p in points] == [64, 128]

@@ -211,6 +211,17 @@ def test_cli_prints_the_same_report_and_fails_clearly(
     html_to_terminal = runner.invoke(app, ["report", run_id, "--format", "html", "--url", url])
     assert html_to_terminal.exit_code == 2 and "--out" in html_to_terminal.output
 
+    into_a_folder = runner.invoke(app, ["report", run_id, "--url", url, "--out", str(tmp_path)])
+    assert into_a_folder.exit_code == 2 and "cannot write the report to" in into_a_folder.output
+
+    monkeypatch.setenv("GREENAUDIT_PUE", "5")
+    misconfigured = runner.invoke(app, ["report", run_id, "--url", url])
+    assert misconfigured.exit_code == 2
+    assert "invalid configuration: GREENAUDIT_PUE: Input should be less than or equal to 3" in (
+        misconfigured.output
+    )
+    monkeypatch.delenv("GREENAUDIT_PUE")
+
     monkeypatch.setenv("GREENAUDIT_API_KEY", "ga_000000000000_wrong")
     refused = runner.invoke(app, ["report", run_id, "--url", url])
     assert refused.exit_code == 2 and "HTTP 401" in refused.output
