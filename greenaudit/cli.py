@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from greenaudit.report import (
     DEFAULT_CURVE_POINTS,
+    Direction,
     ReportError,
     ReportFormat,
     gather,
@@ -63,8 +64,7 @@ def _settings() -> Settings:
         return Settings()
     except ValidationError as error:
         problems = "; ".join(
-            f"GREENAUDIT_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
-            for e in error.errors()
+            f"GREENAUDIT_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
         )
         _fail(f"invalid configuration: {problems}")
         raise
@@ -461,6 +461,13 @@ def report(
         Optional[str],  # noqa: UP007
         typer.Option(help="Metric of the returns curve and NoFADE; default the primary metric."),
     ] = None,
+    direction: Annotated[
+        Direction,
+        typer.Option(
+            help="higher or lower is better for the metric; lower (a loss) leaves NoFADE out "
+            "and needs a run, not a group."
+        ),
+    ] = Direction.higher,
     curve_points: Annotated[
         int, typer.Option(min=10, max=100_000, help="Most points of the returns curve.")
     ] = DEFAULT_CURVE_POINTS,
@@ -485,6 +492,7 @@ def report(
             url=str(base),
             api_key=str(settings.api_key),
             metric=metric,
+            direction=direction,
             curve_points=curve_points,
         )
         text = (render_html if output_format is ReportFormat.html else render_markdown)(gathered)

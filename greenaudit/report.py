@@ -82,6 +82,20 @@ class ReportFormat(str, Enum):
     html = "html"
 
 
+class Direction(str, Enum):
+    """Which way the report's metric improves: accuracy-like (higher) or loss-like (lower)."""
+
+    higher = "higher"
+    lower = "lower"
+
+
+# NoFADE and a group's ranking by it are defined on a score where higher is better.
+NOFADE_NEEDS_HIGHER = (
+    "NoFADE is defined on a score where higher is better (an accuracy), and this report's "
+    "metric is lower-is-better"
+)
+
+
 class ReportError(Exception):
     """The service could not be reached, or refused a request; the message says what to do."""
 
@@ -458,6 +472,7 @@ def gather(
     url: str,
     api_key: str,
     metric: str | None = None,
+    direction: Direction = Direction.higher,
     curve_points: int = DEFAULT_CURVE_POINTS,
     generated_at: datetime | None = None,
     timeout_s: float = 60.0,
@@ -470,6 +485,10 @@ def gather(
         api_key: A read (or write) key of the project.
         metric: The metric of the returns curve and NoFADE; default the run's primary metric
             (for a group, the primary metric most of its runs name).
+        direction: Whether higher or lower values of the metric are better. With ``lower`` (a
+            loss), the run's returns curve and plateau are taken that way and NoFADE, defined
+            on higher-is-better scores, is left out; a group report, which ranks runs by
+            NoFADE's score, refuses it.
         curve_points: Most points of the returns curve to ask for (10 to 100,000).
         generated_at: The time printed as the report's generation time (UTC); default now.
         timeout_s: Seconds to wait for each answer.
@@ -479,7 +498,7 @@ def gather(
 
     Raises:
         ReportError: The service could not be reached or refused a request (unknown run 404,
-            bad key 401), or a group has no runs.
+            bad key 401), a group has no runs, or a group was asked for with ``lower``.
     """
     base = url.rstrip("/")
     provenance = Provenance(
@@ -492,24 +511,40 @@ def gather(
     ) as client:
         api = _Api(client, base, provenance.requests)
         if is_run_id(target):
-            return _gather_run(api, provenance, target, metric, curve_points)
+            return _gather_run(api, provenance, target, metric, direction, curve_points)
+        if direction is Direction.lower:
+            raise ReportError(
+                "a group report ranks its runs by their highest score and NoFADE, which need a "
+                "higher-is-better metric; report on one run with --direction lower instead"
+            )
         return _gather_group(api, provenance, target, metric, curve_points)
 
 
 def _gather_run(
-    api: _Api, provenance: Provenance, run_id: str, metric: str | None, curve_points: int
+    api: _Api,
+    provenance: Provenance,
+    run_id: str,
+    metric: str | None,
+    direction: Direction,
+    curve_points: int,
 ) -> RunReport:
     run = api.get(f"/api/v1/runs/{run_id}", {}, _RUN)
     returns = api.get(
-        f"/api/v1/runs/{run_id}/returns", {"metric": metric, "max_points": curve_points}, _RETURNS
+        f"/api/v1/runs/{run_id}/returns",
+        {"metric": metric, "direction": direction.value, "max_points": curve_points},
+        _RETURNS,
     )
     cost = api.get(f"/api/v1/runs/{run_id}/cost", {}, _COST)
+    nofade = _nofade_of_run(api, run, returns)
+    if direction is Direction.lower:
+        # The answer's definition is still shown; the run's entry would rank a loss upside down.
+        nofade = RunNofade(answer=nofade.answer, run=None, dataset=None, reason=NOFADE_NEEDS_HIGHER)
     return RunReport(
         provenance=provenance,
         run=run,
         returns=returns,
         cost=cost,
-        nofade=_nofade_of_run(api, run, returns),
+        nofade=nofade,
     )
 
 

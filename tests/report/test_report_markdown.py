@@ -22,9 +22,18 @@ from typer.testing import CliRunner
 
 from greenaudit.api.app import create_app
 from greenaudit.cli import app
-from greenaudit.report import RunReport, gather, number, render_markdown
+from greenaudit.report import (
+    NOFADE_NEEDS_HIGHER,
+    Direction,
+    RunReport,
+    gather,
+    number,
+    render_markdown,
+)
 from greenaudit.settings import Settings
 
+from ..api.helpers import point as metric_point
+from ..api.helpers import run_body, sample
 from ..conftest import ProjectKeys, create_project, serving
 from .seed import (
     GENERATED_AT,
@@ -225,6 +234,36 @@ def test_cli_prints_the_same_report_and_fails_clearly(
     monkeypatch.setenv("GREENAUDIT_API_KEY", "ga_000000000000_wrong")
     refused = runner.invoke(app, ["report", run_id, "--url", url])
     assert refused.exit_code == 2 and "HTTP 401" in refused.output
+
+
+def test_a_loss_is_reported_lower_is_better_without_nofade(service: dict[str, Any]):
+    url, keys = service["url"], service["keys"]
+    body = run_body(name="lossy", primary_metric="loss", group="loss-sweep")
+    loss = [2.0, 1.2, 0.8, 0.6, 0.5, 0.45, 0.42, 0.41, 0.40, 0.40]
+    with httpx.Client(base_url=url, headers=keys.write) as http:
+        http.post("/api/v1/runs", json=body).raise_for_status()
+        samples = {"samples": [sample(i) for i in range(10)]}
+        http.post(f"/api/v1/runs/{body['id']}/energy", json=samples).raise_for_status()
+        points = {"points": [metric_point(i, v, name="loss") for i, v in enumerate(loss)]}
+        http.post(f"/api/v1/runs/{body['id']}/metrics", json=points).raise_for_status()
+    key = keys.read["Authorization"].split()[1]
+
+    markdown = render_markdown(gather(body["id"], url=url, api_key=key, direction=Direction.lower))
+    assert row(markdown, "better") == ["lower"]
+    # ε = 0.5% of the range 1.6 = 0.008. From step 7 (0.41) 0.01 is still to gain; from
+    # step 8 (0.40), nothing: the plateau is step 8. Taken as higher-is-better, it was step 0.
+    assert row(markdown, "plateau (step)") == ["8"]
+    returns = api(url, keys, f"/api/v1/runs/{body['id']}/returns", direction="lower")
+    assert returns["plateau"]["step"] == 8
+    assert "(highest logged)" not in markdown
+    assert NOFADE_NEEDS_HIGHER in markdown
+
+    group = runner.invoke(
+        app,
+        ["report", "loss-sweep", "--direction", "lower", "--url", url],
+        env={"GREENAUDIT_API_KEY": key},
+    )
+    assert group.exit_code == 2 and "report on one run with --direction lower" in group.output
 
 
 def test_cli_needs_a_service(monkeypatch: pytest.MonkeyPatch):
