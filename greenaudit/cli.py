@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 import httpx
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from greenaudit.report import (
     DEFAULT_CURVE_POINTS,
@@ -67,6 +68,9 @@ def _settings() -> Settings:
             f"GREENAUDIT_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
         )
         _fail(f"invalid configuration: {problems}")
+        raise
+    except SettingsError as error:  # a list or dict setting that is not valid JSON
+        _fail(f"invalid configuration: {error}")
         raise
 
 

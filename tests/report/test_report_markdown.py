@@ -230,6 +230,13 @@ def test_cli_prints_the_same_report_and_fails_clearly(
         misconfigured.output
     )
     monkeypatch.delenv("GREENAUDIT_PUE")
+    monkeypatch.setenv("GREENAUDIT_CORS_ORIGINS", "[not json")
+    unparsable = runner.invoke(app, ["report", run_id, "--url", url])
+    assert unparsable.exit_code == 2
+    assert 'invalid configuration: error parsing value for field "cors_origins"' in (
+        unparsable.output
+    )
+    monkeypatch.delenv("GREENAUDIT_CORS_ORIGINS")
 
     monkeypatch.setenv("GREENAUDIT_API_KEY", "ga_000000000000_wrong")
     refused = runner.invoke(app, ["report", run_id, "--url", url])
