@@ -12,39 +12,43 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0002'
-down_revision: str | None = '0001'
+revision: str = "0002"
+down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table('run_energy_totals',
-    sa.Column('run_id', sa.Uuid(), nullable=False),
-    sa.Column('cpu_kwh', sa.Float(), nullable=False),
-    sa.Column('gpu_kwh', sa.Float(), nullable=False),
-    sa.Column('ram_kwh', sa.Float(), nullable=False),
-    sa.Column('co2_kg', sa.Float(), nullable=False),
-    sa.Column('gpu_seconds', sa.Float(), nullable=False),
-    sa.Column('samples', sa.BigInteger(), nullable=False),
-    sa.ForeignKeyConstraint(['run_id'], ['run.id'], name=op.f('fk_run_energy_totals_run_id_run'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('run_id', name=op.f('pk_run_energy_totals'))
+    op.create_table(
+        "run_energy_totals",
+        sa.Column("run_id", sa.Uuid(), nullable=False),
+        sa.Column("cpu_kwh", sa.Float(), nullable=False),
+        sa.Column("gpu_kwh", sa.Float(), nullable=False),
+        sa.Column("ram_kwh", sa.Float(), nullable=False),
+        sa.Column("co2_kg", sa.Float(), nullable=False),
+        sa.Column("gpu_seconds", sa.Float(), nullable=False),
+        sa.Column("samples", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["run_id"], ["run.id"], name=op.f("fk_run_energy_totals_run_id_run"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("run_id", name=op.f("pk_run_energy_totals")),
     )
-    op.create_table('run_metric_stats',
-    sa.Column('run_id', sa.Uuid(), nullable=False),
-    sa.Column('name', sa.String(length=200), nullable=False),
-    sa.Column('min_value', sa.Float(), nullable=False),
-    sa.Column('max_value', sa.Float(), nullable=False),
-    sa.Column('first_step', sa.BigInteger(), nullable=False),
-    sa.Column('last_step', sa.BigInteger(), nullable=False),
-    sa.Column('points', sa.BigInteger(), nullable=False),
-    sa.ForeignKeyConstraint(['run_id'], ['run.id'], name=op.f('fk_run_metric_stats_run_id_run'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('run_id', 'name', name=op.f('pk_run_metric_stats'))
+    op.create_table(
+        "run_metric_stats",
+        sa.Column("run_id", sa.Uuid(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("min_value", sa.Float(), nullable=False),
+        sa.Column("max_value", sa.Float(), nullable=False),
+        sa.Column("first_step", sa.BigInteger(), nullable=False),
+        sa.Column("last_step", sa.BigInteger(), nullable=False),
+        sa.Column("points", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["run_id"], ["run.id"], name=op.f("fk_run_metric_stats_run_id_run"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("run_id", "name", name=op.f("pk_run_metric_stats")),
     )
-    with op.batch_alter_table('run_metric_stats', schema=None) as batch_op:
-        batch_op.create_index('ix_run_metric_stats_name', ['name'], unique=False)
-
-
+    with op.batch_alter_table("run_metric_stats", schema=None) as batch_op:
+        batch_op.create_index("ix_run_metric_stats_name", ["name"], unique=False)
 
     # Existing runs get their totals from the rows already stored.
     op.execute(
@@ -63,8 +67,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('run_metric_stats', schema=None) as batch_op:
-        batch_op.drop_index('ix_run_metric_stats_name')
+    with op.batch_alter_table("run_metric_stats", schema=None) as batch_op:
+        batch_op.drop_index("ix_run_metric_stats_name")
 
-    op.drop_table('run_metric_stats')
-    op.drop_table('run_energy_totals')
+    op.drop_table("run_metric_stats")
+    op.drop_table("run_energy_totals")

@@ -12,19 +12,22 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0003'
-down_revision: str | None = '0002'
+revision: str = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_table('run_method',
-    sa.Column('run_id', sa.Uuid(), nullable=False),
-    sa.Column('component', sa.String(length=8), nullable=False),
-    sa.Column('method', sa.String(length=16), nullable=False),
-    sa.ForeignKeyConstraint(['run_id'], ['run.id'], name=op.f('fk_run_method_run_id_run'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('run_id', 'component', 'method', name=op.f('pk_run_method'))
+    op.create_table(
+        "run_method",
+        sa.Column("run_id", sa.Uuid(), nullable=False),
+        sa.Column("component", sa.String(length=8), nullable=False),
+        sa.Column("method", sa.String(length=16), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["run_id"], ["run.id"], name=op.f("fk_run_method_run_id_run"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("run_id", "component", "method", name=op.f("pk_run_method")),
     )
     # Existing runs: the methods their stored samples name.
     for component in ("cpu", "gpu", "ram"):
@@ -36,4 +39,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table('run_method')
+    op.drop_table("run_method")

@@ -12,19 +12,17 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0006'
-down_revision: str | None = '0005'
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('energy_sample', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('gpu_util_pct', sa.Float(), nullable=True))
-
+    with op.batch_alter_table("energy_sample", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("gpu_util_pct", sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('energy_sample', schema=None) as batch_op:
-        batch_op.drop_column('gpu_util_pct')
-
+    with op.batch_alter_table("energy_sample", schema=None) as batch_op:
+        batch_op.drop_column("gpu_util_pct")
