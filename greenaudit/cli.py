@@ -14,13 +14,13 @@ from pydantic_settings import SettingsError
 
 from greenaudit.report import (
     DEFAULT_CURVE_POINTS,
-    Direction,
     ReportError,
     ReportFormat,
     gather,
     render_html,
     render_markdown,
 )
+from greenaudit.schemas.analytics import DEFAULT_DIRECTION, Direction
 from greenaudit.settings import Settings
 
 app = typer.Typer(
@@ -305,7 +305,9 @@ def curves(
         str, typer.Option(help="co2_kg, energy_kwh, gpu_hours, flops, model_params or dataset_size")
     ] = "co2_kg",
     metric: Annotated[str, typer.Option(help="Metric name, as logged.")] = "accuracy",
-    direction: Annotated[str, typer.Option(help="higher or lower is better")] = "higher",
+    direction: Annotated[
+        str, typer.Option(help="higher or lower is better")
+    ] = DEFAULT_DIRECTION.value,
     target: Annotated[Optional[float], typer.Option(help="Score to project the cost of.")] = None,  # noqa: UP007
     frontier_only: Annotated[bool, typer.Option(help="Fit the Pareto frontier only.")] = False,
     include_published: Annotated[bool, typer.Option(help="Add the published catalog.")] = False,
@@ -471,7 +473,7 @@ def report(
             help="higher or lower is better for the metric; lower (a loss) leaves NoFADE out "
             "and needs a run, not a group."
         ),
-    ] = Direction.higher,
+    ] = DEFAULT_DIRECTION,
     curve_points: Annotated[
         int, typer.Option(min=10, max=100_000, help="Most points of the returns curve.")
     ] = DEFAULT_CURVE_POINTS,

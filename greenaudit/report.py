@@ -38,6 +38,7 @@ from pydantic import TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from greenaudit._version import __version__
+from greenaudit.schemas.analytics import DEFAULT_DIRECTION, Direction
 
 #: Significant digits of every non-integer number in a report.
 SIGNIFICANT_DIGITS = 4
@@ -80,13 +81,6 @@ class ReportFormat(str, Enum):
 
     md = "md"
     html = "html"
-
-
-class Direction(str, Enum):
-    """Which way the report's metric improves: accuracy-like (higher) or loss-like (lower)."""
-
-    higher = "higher"
-    lower = "lower"
 
 
 # NoFADE and a group's ranking by it are defined on a score where higher is better.
@@ -472,7 +466,7 @@ def gather(
     url: str,
     api_key: str,
     metric: str | None = None,
-    direction: Direction = Direction.higher,
+    direction: Direction = DEFAULT_DIRECTION,
     curve_points: int = DEFAULT_CURVE_POINTS,
     generated_at: datetime | None = None,
     timeout_s: float = 60.0,
@@ -512,7 +506,7 @@ def gather(
         api = _Api(client, base, provenance.requests)
         if is_run_id(target):
             return _gather_run(api, provenance, target, metric, direction, curve_points)
-        if direction is Direction.lower:
+        if direction is Direction.LOWER:
             raise ReportError(
                 "a group report ranks its runs by their highest score and NoFADE, which need a "
                 "higher-is-better metric; report on one run with --direction lower instead"
@@ -536,7 +530,7 @@ def _gather_run(
     )
     cost = api.get(f"/api/v1/runs/{run_id}/cost", {}, _COST)
     nofade = _nofade_of_run(api, run, returns)
-    if direction is Direction.lower:
+    if direction is Direction.LOWER:
         # The answer's definition is still shown; the run's entry would rank a loss upside down.
         nofade = RunNofade(answer=nofade.answer, run=None, dataset=None, reason=NOFADE_NEEDS_HIGHER)
     return RunReport(

@@ -13,6 +13,7 @@ from ..errors import ERROR_RESPONSES
 from ..runs.schemas import RunFilters
 from . import service
 from .schemas import (
+    DEFAULT_DIRECTION,
     CostAxis,
     DiminishingReturnsOut,
     Direction,
@@ -44,7 +45,7 @@ def diminishing_returns(
     filters: Annotated[RunFilters, Query()],
     x: Annotated[CostAxis, Query(description="the cost axis")] = CostAxis.co2_kg,
     metric: Metric = "accuracy",
-    direction: Direction = Direction.higher,
+    direction: Direction = DEFAULT_DIRECTION,
     frontier_only: bool = False,
     target: Annotated[
         float | None, Query(allow_inf_nan=False, description="a score to project the cost of")
@@ -121,7 +122,7 @@ def run_returns(
             description="default: the run's primary metric",
         ),
     ] = None,
-    direction: Direction = Direction.higher,
+    direction: Direction = DEFAULT_DIRECTION,
     axis: ReturnsAxis = ReturnsAxis.energy_kwh,
     epsilon_fraction: Annotated[
         float,

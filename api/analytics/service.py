@@ -36,7 +36,6 @@ from .schemas import (
     NofadeOut,
     NofadeRun,
     ParameterOut,
-    PlateauOut,
     ProjectionOut,
     ReturnsAxis,
     ReturnsOut,
@@ -111,7 +110,7 @@ def diminishing_returns(
     include_runs: bool,
 ) -> DiminishingReturnsOut:
     check_project_filter(session, caller, filters)
-    higher = direction is Direction.higher
+    higher = direction.higher_is_better
     ids, published = _project_ids(session, caller, include_published)
     rows = _rows(
         session,
@@ -282,7 +281,7 @@ def nofade_report(
     has_cost = ~np.isnan(cost_arr) & (cost_arr >= 0)
     scored = has_rho & has_cost
     nofade_arr = np.full(n, np.nan)
-    nofade_arr[scored] = rho_arr[scored] / (1.0 + np.log10(1.0 + cost_arr[scored] / c0))
+    nofade_arr[scored] = nofade.nofade_values(rho_arr[scored], cost_arr[scored], c0)
     for i in np.nonzero(has_rho & ~has_cost)[0]:
         reasons[i] = f"the run has no {axis.value} cost"
 
@@ -355,7 +354,7 @@ def run_returns(
     of a million points costs a few index scans, not a million rows.
     """
     run = get_run(session, caller, run_id)
-    higher = direction is Direction.higher
+    higher = direction.higher_is_better
     name = metric or run.primary_metric or "accuracy"
     stats = session.scalar(repository.metric_stats(run.id, name))
     count = stats.points if stats else 0
@@ -457,5 +456,5 @@ def run_returns(
         marginal_gain=MarginalGainOut(**asdict(result.marginal_gain))
         if result.marginal_gain
         else None,
-        plateau=PlateauOut(**asdict(result.plateau)),
+        plateau=result.plateau,
     )

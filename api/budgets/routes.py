@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, Response
 
 from greenaudit.schemas import MAX_NAME_LENGTH, NO_NUL
 
-from ..analytics.schemas import Direction
+from ..analytics.schemas import DEFAULT_DIRECTION, Direction
 from ..deps import ReaderDep, SessionDep, WriterDep
 from ..errors import ERROR_RESPONSES
 from . import service
@@ -63,7 +63,7 @@ def run_forecast(
             description="for the plateau; default: the run's primary metric",
         ),
     ] = None,
-    direction: Direction = Direction.higher,
+    direction: Direction = DEFAULT_DIRECTION,
     epsilon_fraction: Annotated[
         float,
         Query(gt=0, le=0.5, allow_inf_nan=False, description="ε as a share of the metric's range"),

@@ -13,7 +13,7 @@ from greenaudit.analytics.curves import InsufficientData
 from greenaudit.analytics.forecast import EnergyForecast, forecast_energy, forecast_plateau
 from greenaudit.schemas import RunStatus
 
-from ..analytics.schemas import Direction
+from ..analytics.schemas import DEFAULT_DIRECTION, Direction
 from ..auth import Principal
 from ..errors import NotFound
 from ..models import Budget, Run, utcnow
@@ -104,7 +104,7 @@ def plateau_of_run(
     energy: EnergyForecastOut | None,
     *,
     metric: str | None = None,
-    direction: Direction = Direction.higher,
+    direction: Direction = DEFAULT_DIRECTION,
     epsilon_fraction: float = 0.005,
 ) -> tuple[PlateauForecastOut | None, str | None]:
     """Where the run's metric is forecast to plateau, and what the steps after it will cost."""
@@ -118,7 +118,7 @@ def plateau_of_run(
             [r[1] for r in rows],
             energy.total_steps,
             energy.kwh_per_step,
-            higher_is_better=direction is Direction.higher,
+            higher_is_better=direction.higher_is_better,
             epsilon_fraction=epsilon_fraction,
         )
     except InsufficientData as error:

@@ -18,7 +18,7 @@ from greenaudit.dashboards import figures
 
 from ..analytics import service as analytics
 from ..analytics.repository import sample_buckets, samples_per_bucket
-from ..analytics.schemas import CostAxis, Direction, GroupBy, NofadeAxis, ReturnsAxis
+from ..analytics.schemas import DEFAULT_DIRECTION, CostAxis, GroupBy, NofadeAxis, ReturnsAxis
 from ..auth import Principal
 from ..models import Run, RunEnergyTotals
 from ..projects.service import get_project
@@ -195,7 +195,7 @@ def run_page(
         caller,
         run_id,
         metric=metric,
-        direction=Direction.higher,
+        direction=DEFAULT_DIRECTION,
         axis=axis,
         epsilon_fraction=0.005,
         max_points=1000,
@@ -239,7 +239,7 @@ def curves_page(
         RunFilters(),
         x_axis=x_axis,
         metric=metric,
-        direction=Direction.higher,
+        direction=DEFAULT_DIRECTION,
         frontier_only=False,
         target=target,
         include_published=published,

@@ -174,11 +174,27 @@ def rho(score: float, entropy_bits: float, num_classes: int, metric: str = "accu
     return Rho(value, residual, value * entropy_bits, kind == "approximate")
 
 
+def nofade_values(rho_values: ArrayLike, costs: ArrayLike, cost_unit: float) -> NDArray[np.float64]:
+    """NoFADE = ρ / (1 + log10(1 + C / C0)) for many runs at once; the one home of the formula.
+
+    Costs are in the axis unit (kg CO2e, kWh, GPU-hours or FLOPs) and ``cost_unit`` C0 in the
+    same unit; costs must be non-negative and C0 positive.
+
+    Example:
+        >>> nofade_values([0.8, 0.8, 0.5], [0.0, 0.009, 0.099], 0.001).round(4).tolist()
+        [0.8, 0.4, 0.1667]
+    """
+    rho_arr = np.asarray(rho_values, dtype=float)
+    cost_arr = np.asarray(costs, dtype=float)
+    result: NDArray[np.float64] = rho_arr / (1.0 + np.log10(1.0 + cost_arr / cost_unit))
+    return result
+
+
 def nofade_score(rho_value: float, cost: float, cost_unit: float) -> float:
-    """NoFADE = ρ / (1 + log10(1 + C / C0)); equals ρ at zero cost, in [0, 1]."""
+    """NoFADE = ρ / (1 + log10(1 + C / C0)) of one run; equals ρ at zero cost, in [0, 1]."""
     if cost < 0 or cost_unit <= 0:
         raise ValueError("cost must be non-negative and its unit positive")
-    return rho_value / (1.0 + math.log10(1.0 + cost / cost_unit))
+    return float(nofade_values([rho_value], [cost], cost_unit)[0])
 
 
 def saturation(

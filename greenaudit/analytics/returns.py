@@ -16,25 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from greenaudit.schemas.analytics import PlateauOut
+
 from .curves import MIN_RUNS, Fit, FitReport, InsufficientData, fit_all, point_size
 
 DEFAULT_EPSILON_FRACTION = 0.005
-
-
-@dataclass(frozen=True)
-class Plateau:
-    """The first point after which the metric gains less than ε."""
-
-    step: int
-    value: float
-    energy_kwh: float
-    co2_kg: float
-    epsilon: float
-    energy_after_kwh: float
-    co2_after_kg: float
-    share_of_energy_after: float
-    gain_after: float
-    summary: str
 
 
 @dataclass(frozen=True)
@@ -61,7 +47,7 @@ class ReturnsCurve:
     fits: FitReport | None
     fit_reason: str | None
     marginal_gain: MarginalGain | None
-    plateau: Plateau
+    plateau: PlateauOut
 
 
 def cumulative_at(
@@ -213,7 +199,7 @@ def summarize_returns(
     after_co2 = max(total_co2 - plateau_co2, 0.0)
     share = after_kwh / total_kwh if total_kwh > 0 else 0.0
     gained = abs(final_best - plateau_value)
-    plateau = Plateau(
+    plateau = PlateauOut(
         step=int(plateau_step),
         value=float(plateau_value),
         energy_kwh=plateau_kwh,

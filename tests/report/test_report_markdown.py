@@ -24,12 +24,12 @@ from greenaudit.api.app import create_app
 from greenaudit.cli import app
 from greenaudit.report import (
     NOFADE_NEEDS_HIGHER,
-    Direction,
     RunReport,
     gather,
     number,
     render_markdown,
 )
+from greenaudit.schemas.analytics import Direction
 from greenaudit.settings import Settings
 
 from ..api.helpers import point as metric_point
@@ -255,7 +255,7 @@ def test_a_loss_is_reported_lower_is_better_without_nofade(service: dict[str, An
         http.post(f"/api/v1/runs/{body['id']}/metrics", json=points).raise_for_status()
     key = keys.read["Authorization"].split()[1]
 
-    markdown = render_markdown(gather(body["id"], url=url, api_key=key, direction=Direction.lower))
+    markdown = render_markdown(gather(body["id"], url=url, api_key=key, direction=Direction.LOWER))
     assert row(markdown, "better") == ["lower"]
     # ε = 0.5% of the range 1.6 = 0.008. From step 7 (0.41) 0.01 is still to gain; from
     # step 8 (0.40), nothing: the plateau is step 8. Taken as higher-is-better, it was step 0.
