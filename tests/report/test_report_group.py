@@ -75,12 +75,12 @@ def test_group_report_totals_match_the_api_and_the_hand_worked_sums(service: dic
     ]
     # The best run is the final one (0.85); creating it cost its 6 samples, its parent's 5 and
     # the trials' 9: 20 samples, 0.11 kWh, 3.333 times the final run alone.
-    assert report.best is not None and report.best["name"] == "final"
+    assert report.best is not None and report.best.name == "final"
     assert "The run with the highest best accuracy is " + GROUP_RUNS[3][0] in markdown
     assert row(markdown, "creation") == ["5", "0.11", "0.0066", "0.6667"]
     creation = (samples + GROUP_PRETRAIN_SAMPLES) * KWH_PER_SAMPLE
     assert report.best_cost is not None
-    assert report.best_cost["creation"]["energy_kwh"] == pytest.approx(creation)
+    assert report.best_cost.creation.energy_kwh == pytest.approx(creation)
     assert "took 3.333 times the energy" in markdown
     assert row(markdown, "plateau (step)") == ["4"]
 
