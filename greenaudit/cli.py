@@ -22,6 +22,7 @@ from greenaudit.report import (
 )
 from greenaudit.schemas.analytics import DEFAULT_DIRECTION, Direction
 from greenaudit.settings import Settings
+from greenaudit.units import significant
 
 app = typer.Typer(
     help="greenaudit: what did this accuracy cost, and is the next point worth it?",
@@ -261,7 +262,7 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
         if value is None:
             return "-"
         if isinstance(value, float):
-            return f"{value:.4g}"
+            return significant(value)
         return str(value)
 
     text = [[cell(v) for v in row] for row in rows]
@@ -346,7 +347,8 @@ def curves(
     rows = []
     for fit in answer["fits"]:
         params = ", ".join(
-            f"{p['name']}={p['value']:.4g}±{p['stderr']:.2g}" for p in fit["parameters"]
+            f"{p['name']}={significant(p['value'])}±{significant(p['stderr'], 2)}"
+            for p in fit["parameters"]
         )
         rows.append([fit["model"], fit["formula"], params, fit["r_squared"], fit["aicc"], fit["n"]])
     typer.echo(_table(["fit", "formula", "parameters (±SE)", "R²", "AICc", "n"], rows))
@@ -370,8 +372,8 @@ def curves(
     marginal = answer["marginal_cost"]
     if marginal:
         typer.echo(
-            f"next point ({marginal['model']}, from {marginal['from_score']:.4g} at "
-            f"{marginal['from_x']:.4g} {unit}): +{marginal['extra_x_per_point']} {unit}"
+            f"next point ({marginal['model']}, from {significant(marginal['from_score'])} at "
+            f"{significant(marginal['from_x'])} {unit}): +{marginal['extra_x_per_point']} {unit}"
             if marginal["extra_x_per_point"] is not None
             else f"next point: {marginal['reason']}"
         )

@@ -11,6 +11,8 @@ from sqlalchemy import Float, Select, String, cast, func, literal, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
+from greenaudit.units import SECONDS_PER_HOUR
+
 from ..models import (
     DatasetProfile,
     EnergySample,
@@ -20,7 +22,7 @@ from ..models import (
     RunEnergyTotals,
     RunMetricStats,
 )
-from ..runs.repository import SECONDS_PER_HOUR, filter_conditions
+from ..runs.repository import filter_conditions
 from ..runs.schemas import RunFilters
 
 

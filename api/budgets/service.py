@@ -12,12 +12,13 @@ from sqlalchemy.orm import Session
 from greenaudit.analytics.curves import InsufficientData
 from greenaudit.analytics.forecast import EnergyForecast, forecast_energy, forecast_plateau
 from greenaudit.schemas import RunStatus
+from greenaudit.units import G_PER_KG
 
 from ..analytics.schemas import DEFAULT_DIRECTION, Direction
 from ..auth import Principal
 from ..errors import NotFound
 from ..models import Budget, Run, utcnow
-from ..runs.service import G_PER_KG, get_run
+from ..runs.service import get_run
 from . import repository
 from .schemas import (
     Amount,

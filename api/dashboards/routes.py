@@ -15,6 +15,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 import greenaudit.dashboards
 from greenaudit.schemas import RunStatus
+from greenaudit.units import significant
 
 from ..analytics.schemas import CostAxis, NofadeAxis, ReturnsAxis
 from ..auth import Principal, authenticate_key, parse_bearer
@@ -30,6 +31,8 @@ templates = Environment(
     loader=PackageLoader("greenaudit.dashboards", "templates"),
     autoescape=select_autoescape(["html"]),
 )
+# The pages print numbers as the report and the CLI do (macros.html's num).
+templates.globals["significant"] = significant
 router = APIRouter(prefix="/dashboards", include_in_schema=False)
 
 

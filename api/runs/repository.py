@@ -44,8 +44,6 @@ from ..models import (
 )
 from .schemas import RunFilters, RunSort, SortOrder
 
-SECONDS_PER_HOUR = 3600.0
-
 
 def energy_totals(run_ids: Sequence[uuid.UUID]) -> Select[tuple[RunEnergyTotals]]:
     return select(RunEnergyTotals).where(RunEnergyTotals.run_id.in_(run_ids))

@@ -23,6 +23,7 @@ from greenaudit.schemas import (
     RunStatus,
     RunUpdate,
 )
+from greenaudit.units import G_PER_KG, J_PER_KWH, SECONDS_PER_HOUR
 
 from ..auth import Principal
 from ..errors import Conflict, InvalidInput, NotFound
@@ -41,9 +42,7 @@ from .schemas import (
     SortOrder,
 )
 
-G_PER_KG = 1000.0
 LIVENESS_RESOLUTION = timedelta(seconds=5)
-J_PER_KWH = 3.6e6
 # Fields that say which run this is: a re-sent create must agree on them.
 IDENTITY_FIELDS = ("name", "kind", "model", "dataset", "task", "parent_run_id", "group")
 SAMPLE_FIELDS = tuple(f for f in EnergySampleIn.model_fields if f not in ("rank", "seq"))
@@ -112,7 +111,7 @@ def _with_totals(session: Session, runs: Sequence[Run]) -> list[RunOut]:
             gpu_kwh=gpu,
             ram_kwh=ram,
             co2_kg=row.co2_kg if row else 0.0,
-            gpu_hours=row.gpu_seconds / repository.SECONDS_PER_HOUR if row else 0.0,
+            gpu_hours=row.gpu_seconds / SECONDS_PER_HOUR if row else 0.0,
             energy_samples=row.samples if row else 0,
             methods={c: sorted(m) for c, m in methods[run.id].items()},  # type: ignore[misc]
             j_per_sample=(
@@ -488,7 +487,7 @@ def creation_cost(session: Session, caller: Principal, run_id: uuid.UUID) -> Cre
                 relation=relation,
                 energy_kwh=(row.cpu_kwh + row.gpu_kwh + row.ram_kwh) if row else 0.0,
                 co2_kg=row.co2_kg if row else 0.0,
-                gpu_hours=row.gpu_seconds / repository.SECONDS_PER_HOUR if row else 0.0,
+                gpu_hours=row.gpu_seconds / SECONDS_PER_HOUR if row else 0.0,
             )
         )
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from sqlalchemy import Float, case, cast, func, select
 from sqlalchemy.orm import Session
 
+from greenaudit.units import J_PER_KWH, SECONDS_PER_HOUR
+
 from ..auth import Principal
 from ..models import Project, Run, RunEnergyTotals
 from ..runs import repository as runs_repository
 from ..runs.schemas import RunFilters
-from ..runs.service import J_PER_KWH, check_project_filter
+from ..runs.service import check_project_filter
 from .schemas import TotalsBy, TotalsOut, TotalsRow
 
 
@@ -32,9 +34,9 @@ def totals(session: Session, caller: Principal, by: TotalsBy, filters: RunFilter
             func.coalesce(func.sum(energy.gpu_kwh), zero).label("gpu_kwh"),
             func.coalesce(func.sum(energy.ram_kwh), zero).label("ram_kwh"),
             func.coalesce(func.sum(energy.co2_kg), zero).label("co2_kg"),
-            (
-                func.coalesce(func.sum(energy.gpu_seconds), zero) / runs_repository.SECONDS_PER_HOUR
-            ).label("gpu_hours"),
+            (func.coalesce(func.sum(energy.gpu_seconds), zero) / SECONDS_PER_HOUR).label(
+                "gpu_hours"
+            ),
             func.coalesce(func.sum(Run.duration_s), zero).label("duration_s"),
             func.sum(case((reported, run_kwh), else_=None)).label("reported_kwh"),
             # Summed as float: PostgreSQL sums BIGINT into NUMERIC, which arrives as Decimal.

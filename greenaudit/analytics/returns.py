@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from greenaudit.schemas.analytics import PlateauOut
+from greenaudit.units import CO2, ENERGY, format_quantity, significant
 
 from .curves import MIN_RUNS, Fit, FitReport, InsufficientData, fit_all, point_size
 
@@ -210,8 +211,10 @@ def summarize_returns(
         share_of_energy_after=share,
         gain_after=gained,
         summary=(
-            f"the last {share:.0%} of the energy ({after_kwh:.4g} kWh, "
-            f"{after_co2 * 1000:.4g} g CO2e) bought {gained / point:.2g} points"
+            f"the last {share:.0%} of the energy "
+            f"({format_quantity(after_kwh, ENERGY, unit='kWh')}, "
+            f"{format_quantity(after_co2, CO2, unit='g CO2e')}) bought "
+            f"{significant(gained / point, 2)} points"
         ),
     )
     return ReturnsCurve(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from greenaudit.schemas.analytics import NofadeRun
 from greenaudit.schemas.runs import RunOut
 
@@ -168,63 +170,53 @@ def _group_totals(report: GroupReport) -> list[Block]:
     return [*blocks, Table("group-totals", ["quantity", "value"], table)]
 
 
+# The group's tables, a row per run: header, then the field of the run's answer.
+GROUP_RUN_COLUMNS = (
+    ("run", "name"),
+    ("id", "id"),
+    ("kind", "kind"),
+    ("status", "status"),
+    ("parent run", "parent_run_id"),
+    ("energy (kWh)", "totals.energy_kwh"),
+    ("CO2e (kg)", "totals.co2_kg"),
+    ("GPU time (GPU-hours)", "totals.gpu_hours"),
+)
+GROUP_PROVENANCE_COLUMNS = (
+    ("run", "name"),
+    ("CPU method", "totals.methods.cpu"),
+    ("GPU method", "totals.methods.gpu"),
+    ("RAM method", "totals.methods.ram"),
+    ("carbon intensity (g CO2e/kWh)", "carbon_intensity_g_per_kwh"),
+    ("carbon intensity source", "carbon_intensity_source"),
+    ("PUE (ratio)", "pue"),
+)
+
+
 def _group_runs(report: GroupReport) -> list[Block]:
     """One row per run: what it cost and scored; then where its numbers came from."""
-    metric = report.metric
     # The NoFADE answer lists each run once; its first entry is the one printed.
-    scores: dict[str, NofadeRun] = {}
+    scores: dict[uuid.UUID, NofadeRun] = {}
     for entry in report.scores.runs:
-        scores.setdefault(str(entry.run_id), entry)
-
-    def score(run_id: str, key: str) -> Cell:
-        entry = scores.get(run_id)
-        return at(entry, f"scores.runs.{run_id}", key) if entry is not None else MISSING
-
+        scores.setdefault(entry.run_id, entry)
     runs: list[list[Cell]] = []
     provenance: list[list[Cell]] = []
     for r in report.runs:
         root = f"runs.{r.id}"
-        runs.append(
-            [
-                at(r, root, "name"),
-                at(r, root, "id"),
-                at(r, root, "kind"),
-                at(r, root, "status"),
-                at(r, root, "parent_run_id"),
-                at(r, root, "totals.energy_kwh"),
-                at(r, root, "totals.co2_kg"),
-                at(r, root, "totals.gpu_hours"),
-                score(str(r.id), "score"),
-                score(str(r.id), "rho"),
-                score(str(r.id), "nofade"),
-            ]
-        )
-        provenance.append(
-            [
-                at(r, root, "name"),
-                at(r, root, "totals.methods.cpu"),
-                at(r, root, "totals.methods.gpu"),
-                at(r, root, "totals.methods.ram"),
-                at(r, root, "carbon_intensity_g_per_kwh"),
-                at(r, root, "carbon_intensity_source"),
-                at(r, root, "pue"),
-                (at(r, root, "hardware.gpu_count"), " × ", at(r, root, "hardware.gpu_model")),
-            ]
-        )
+        entry = scores.get(r.id)
+        scored: list[Cell] = [
+            at(entry, f"scores.runs.{r.id}", key) if entry is not None else MISSING
+            for key in ("score", "rho", "nofade")
+        ]
+        runs.append([*(at(r, root, path) for _, path in GROUP_RUN_COLUMNS), *scored])
+        hardware = (at(r, root, "hardware.gpu_count"), " × ", at(r, root, "hardware.gpu_model"))
+        provenance.append([*(at(r, root, path) for _, path in GROUP_PROVENANCE_COLUMNS), hardware])
     return [
         Heading(2, "Runs"),
         Table(
             "group-runs",
             [
-                "run",
-                "id",
-                "kind",
-                "status",
-                "parent run",
-                "energy (kWh)",
-                "CO2e (kg)",
-                "GPU time (GPU-hours)",
-                f"best {metric}",
+                *(header for header, _ in GROUP_RUN_COLUMNS),
+                f"best {report.metric}",
                 "ρ (fraction)",
                 f"NoFADE ({report.scores.c0_label} cost unit)",
             ],
@@ -232,16 +224,7 @@ def _group_runs(report: GroupReport) -> list[Block]:
         ),
         Table(
             "group-provenance",
-            [
-                "run",
-                "CPU method",
-                "GPU method",
-                "RAM method",
-                "carbon intensity (g CO2e/kWh)",
-                "carbon intensity source",
-                "PUE (ratio)",
-                "hardware",
-            ],
+            [*(header for header, _ in GROUP_PROVENANCE_COLUMNS), "hardware"],
             provenance,
         ),
         Paragraph(
