@@ -214,23 +214,37 @@ def answers(n: int) -> dict[str, Any]:
 
 
 def transport(canned: dict[str, Any]) -> httpx.MockTransport:
+    """The service's answers, encoded once: the service's own time is not the report's."""
     bodies = {path: json.dumps(body).encode() for path, body in canned.items() if path != "runs"}
     runs = canned["runs"]
+    pages = {
+        offset: json.dumps(
+            {
+                "items": runs[offset : offset + 500],
+                "total": len(runs),
+                "limit": 500,
+                "offset": offset,
+            }
+        ).encode()
+        for offset in range(0, len(runs) + 1, 500)
+    }
 
     def answer(request: httpx.Request) -> httpx.Response:
         path = request.url.path
         if path == "/api/v1/runs":
-            offset, limit = int(request.url.params["offset"]), int(request.url.params["limit"])
-            page = {"items": runs[offset : offset + limit], "total": len(runs), "limit": limit}
-            body = json.dumps({**page, "offset": offset}).encode()
-            return httpx.Response(200, content=body)
+            assert request.url.params["limit"] == "500"
+            return httpx.Response(200, content=pages[int(request.url.params["offset"])])
         return httpx.Response(200, content=bodies[path])
 
     return httpx.MockTransport(answer)
 
 
-def timed(module: Any, mock: httpx.MockTransport) -> tuple[float, str]:
-    """Seconds for gather + render_markdown of the group, and the Markdown."""
+def timed(module: Any, mock: httpx.MockTransport) -> tuple[float, float, str]:
+    """Wall and CPU seconds for gather + render_markdown of the group, and the Markdown.
+
+    CPU seconds are this process's: on a machine shared with other work, wall time also counts
+    the time the process waited for a core.
+    """
     real_client = httpx.Client
 
     def client(*args: Any, **kwargs: Any) -> httpx.Client:
@@ -238,12 +252,12 @@ def timed(module: Any, mock: httpx.MockTransport) -> tuple[float, str]:
 
     httpx.Client = client  # type: ignore[misc,assignment]
     try:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         gathered = module.gather(
             GROUP, url="http://bench", api_key="ga_bench", generated_at=GENERATED_AT
         )
         markdown: str = module.render_markdown(gathered)
-        return time.perf_counter() - start, markdown
+        return time.perf_counter() - start, time.process_time() - cpu, markdown
     finally:
         httpx.Client = real_client  # type: ignore[misc]
 
@@ -254,7 +268,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--no-old", action="store_true", help="time only this implementation")
     args = parser.parse_args()
-    implementations: dict[str, Callable[[httpx.MockTransport], tuple[float, str]]] = {
+    implementations: dict[str, Callable[[httpx.MockTransport], tuple[float, float, str]]] = {
         "new": lambda mock: timed(new_report, mock)
     }
     if not args.no_old:
@@ -263,21 +277,24 @@ def main() -> None:
     print(f"{platform.machine()}, {platform.python_version()}, {args.trials} trials alternated")
     for n in args.runs:
         mock = transport(answers(n))
-        seconds: dict[str, list[float]] = {name: [] for name in implementations}
+        wall: dict[str, list[float]] = {name: [] for name in implementations}
+        cpu: dict[str, list[float]] = {name: [] for name in implementations}
         written: dict[str, str] = {}
         for _ in range(args.trials):
             for name, run in implementations.items():
-                elapsed, written[name] = run(mock)
-                seconds[name].append(elapsed)
+                elapsed, used, written[name] = run(mock)
+                wall[name].append(elapsed)
+                cpu[name].append(used)
         if "old" in written:
             assert written["old"] == written["new"], "the two reports differ"
-        medians = {name: statistics.median(values) for name, values in seconds.items()}
-        line = ", ".join(
-            f"{name} median {medians[name]:.3f} s (trials {', '.join(f'{s:.3f}' for s in v)})"
-            for name, v in seconds.items()
-        )
-        ratio = f"; old/new {medians['old'] / medians['new']:.1f}x" if "old" in medians else ""
-        print(f"{n} runs: {line}{ratio}")
+        for label, seconds in (("wall", wall), ("CPU", cpu)):
+            medians = {name: statistics.median(values) for name, values in seconds.items()}
+            line = ", ".join(
+                f"{name} median {medians[name]:.3f} s ({', '.join(f'{s:.3f}' for s in v)})"
+                for name, v in seconds.items()
+            )
+            ratio = f"; old/new {medians['old'] / medians['new']:.1f}x" if "old" in medians else ""
+            print(f"{n} runs, {label}: {line}{ratio}")
 
 
 if __name__ == "__main__":

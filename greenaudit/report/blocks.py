@@ -72,6 +72,8 @@ class Generated:
 
 
 Block = Heading | Paragraph | Table | Figure | Generated
+# Values that are their own JSON: most of a report's, so most skip the conversion.
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def number(value: Any) -> str:
@@ -129,4 +131,6 @@ def at(answer: Any, root: str, path: str) -> Value:
             value = value[int(key)]
         else:
             value = getattr(value, key)
-    return Value(to_jsonable_python(value), f"{root}.{path}")
+    if type(value) not in _JSON_SCALARS:
+        value = to_jsonable_python(value)
+    return Value(value, f"{root}.{path}")

@@ -196,8 +196,8 @@ def _group_runs(report: GroupReport) -> list[Block]:
     """One row per run: what it cost and scored; then where its numbers came from."""
     # The NoFADE answer lists each run once; its first entry is the one printed.
     scores: dict[uuid.UUID, NofadeRun] = {}
-    for entry in report.scores.runs:
-        scores.setdefault(entry.run_id, entry)
+    for listed in report.scores.runs:
+        scores.setdefault(listed.run_id, listed)
     runs: list[list[Cell]] = []
     provenance: list[list[Cell]] = []
     for r in report.runs:

@@ -33,7 +33,9 @@ def _md_parts(parts: Sequence[Part]) -> str:
 
 
 def _md_cell(cell: Cell) -> str:
-    return _md_text(_md_parts(cell if isinstance(cell, tuple) else (cell,)))
+    if isinstance(cell, tuple):
+        return _md_text(_md_parts(cell))
+    return _md_text(cell if isinstance(cell, str) else number(cell.value))
 
 
 def _markdown_lines(blocks: Sequence[Block]) -> Iterator[str]:
