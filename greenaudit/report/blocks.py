@@ -134,3 +134,12 @@ def at(answer: Any, root: str, path: str) -> Value:
     if type(value) not in _JSON_SCALARS:
         value = to_jsonable_python(value)
     return Value(value, f"{root}.{path}")
+
+
+def prose(answer: Any, root: str, *pieces: str) -> list[Part]:
+    """Text with values of ``answer`` in it: ``pieces`` alternate text and paths.
+
+    ``prose(run, "run", "a PUE of ", "pue", ".")`` is the text, the run's ``pue`` as the value
+    ``run.pue``, then the full stop.
+    """
+    return [at(answer, root, piece) if i % 2 else piece for i, piece in enumerate(pieces)]

@@ -7,7 +7,7 @@ import uuid
 from greenaudit.schemas.analytics import NofadeRun
 from greenaudit.schemas.runs import RunOut
 
-from .blocks import Block, Cell, Heading, Paragraph, Part, Table, at
+from .blocks import Block, Cell, Heading, Paragraph, Part, Table, at, prose
 from .model import MISSING, GroupReport, Report, RunNofade, RunReport
 from .sections import (
     COMPONENTS,
@@ -104,21 +104,12 @@ def run_report_blocks(report: RunReport) -> list[Block]:
     return [
         *head(f"Carbon report: run {run.name or run.id}", report.provenance),
         Paragraph(
-            [
-                "Run ",
-                at(run, "run", "id"),
-                ": model ",
-                at(run, "run", "model"),
-                " on dataset ",
-                at(run, "run", "dataset"),
-                " (task ",
-                at(run, "run", "task"),
-                "), a ",
-                at(run, "run", "kind"),
-                " run that is ",
-                at(run, "run", "status"),
-                ".",
-            ]
+            prose(
+                run,
+                "run",
+                *("Run ", "id", ": model ", "model", " on dataset ", "dataset", " (task "),
+                *("task", "), a ", "kind", " run that is ", "status", "."),
+            )
         ),
         *measured(provenance_parts(run, "run")),
         *run_blocks(run, "run"),

@@ -14,7 +14,19 @@ from greenaudit.schemas.analytics import ReturnsOut
 from greenaudit.schemas.runs import CreationCostOut, RunOut
 from greenaudit.units import SIGNIFICANT_DIGITS
 
-from .blocks import Block, Cell, Figure, Generated, Heading, Paragraph, Part, Table, Value, at
+from .blocks import (
+    Block,
+    Cell,
+    Figure,
+    Generated,
+    Heading,
+    Paragraph,
+    Part,
+    Table,
+    Value,
+    at,
+    prose,
+)
 from .model import MISSING, Provenance
 
 # What each measurement method means for a reader: measured by a counter, or estimated.
@@ -116,18 +128,19 @@ def provenance_parts(run: RunOut, root: str) -> list[Part]:
             at(run, root, f"totals.methods.{component}"),
             f" ({_described(methods)}). ",
         ]
-    parts += [
+    return parts + prose(
+        run,
+        root,
         "CO2e is that energy times the carbon intensity of the electricity, ",
-        at(run, root, "carbon_intensity_g_per_kwh"),
+        "carbon_intensity_g_per_kwh",
         " g CO2e/kWh (source: ",
-        at(run, root, "carbon_intensity_source"),
+        "carbon_intensity_source",
         "; country ",
-        at(run, root, "country_iso"),
+        "country_iso",
         "), times the data centre's power usage effectiveness (PUE) of ",
-        at(run, root, "pue"),
+        "pue",
         ".",
-    ]
-    return parts
+    )
 
 
 def run_blocks(run: RunOut, root: str) -> list[Block]:
@@ -287,18 +300,8 @@ def returns_blocks(returns: ReturnsOut, root: str, best: Value | None) -> list[B
     metric = returns.metric
     blocks: list[Block] = [Heading(2, f"Returns: {metric} against cumulative {returns.axis.unit}")]
     if returns.status != "ok":
-        blocks.append(
-            Paragraph(
-                [
-                    "There is no returns curve (",
-                    at(returns, root, "status"),
-                    "): ",
-                    at(returns, root, "reason"),
-                    ".",
-                ]
-            )
-        )
-        return blocks
+        reason = prose(returns, root, "There is no returns curve (", "status", "): ", "reason", ".")
+        return [*blocks, Paragraph(reason)]
     blocks.append(
         Table(f"{root}-summary", ["quantity", "value"], _returns_summary(returns, root, best))
     )
