@@ -421,9 +421,13 @@ def _check_text(name: str, value: str, limit: int | None) -> None:
 
 
 def check_layout(manifest: Manifest, tables: list[Table], message: str) -> None:
-    """The archive lists exactly ``tables``, in that order, with their archived columns."""
-    expected = [(t.name, [c.name for c in archived_columns(t)]) for t in tables]
-    if [(e.name, e.columns) for e in manifest.tables] != expected:
+    """The archive lists exactly ``tables``, each with its archived columns.
+
+    Orders may differ: an older greenaudit listed tables and columns in its models' order,
+    which a database migrated since (and reflected here) need not keep.
+    """
+    expected = {t.name: sorted(c.name for c in archived_columns(t)) for t in tables}
+    if {e.name: sorted(e.columns) for e in manifest.tables} != expected:
         raise ArchiveError(message)
     project = next(e for e in manifest.tables if e.name == "project")
     if project.rows != 1:
