@@ -593,6 +593,12 @@ def _import_archive(path: Path, database_url: str | None) -> None:
     typer.echo(
         f"imported project {summary.project_name} ({summary.project_id}) from {path} into {target}"
     )
+    head = archive.head_revision()
+    made_at = summary.schema_revision
+    typer.echo(
+        f"the archive was made at schema revision {made_at}"
+        + ("" if made_at == head else f" and was migrated to {head} on the way in")
+    )
     typer.echo(_row_counts(summary.rows))
     typer.echo(
         "Archives hold no API keys. Issue keys for the project with the admin token: "
