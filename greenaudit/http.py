@@ -127,6 +127,9 @@ class ServiceHttp:
         self._on_request = on_request
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         try:
+            parsed = httpx.URL(self.url)
+            if parsed.scheme not in ("http", "https") or not parsed.host:
+                raise ValueError("it needs http:// or https:// and a host")
             self._client = httpx.Client(
                 base_url=self.url + API_PREFIX, headers=headers, timeout=timeout_s
             )
