@@ -11,18 +11,20 @@ Example:
     >>> with ServiceHttp("http://127.0.0.1:8000", "ga_...") as http:  # doctest: +SKIP
     ...     runs = http.get("/runs", {"group": "sweep-a"})
 
-The report's ``_Api`` maps onto it in a few lines: the request log it keeps is the
-``on_request`` hook, and a failure keeps its wording::
+The report's ``_Api`` maps onto it in a few lines. Its request log is the ``on_request``
+hook (the logged path still reads ``/api/v1/...``: the prefix is part of the URL), its paths
+drop the ``/api/v1`` prefix, and its wording of a failure (``cannot reach``, ``the service
+refused the key (HTTP 401 on ...)``, ``not found (HTTP 404 on ...)``) is :func:`refusal`'s::
 
-    requests: list[str] = []
-    http = ServiceHttp(
-        url, api_key, timeout_s=timeout_s, key_hint=READ_KEY_HINT,
-        on_request=lambda r: requests.append(f"GET {r.url.raw_path.decode()}"),
-    )
-    try:
-        answer = shape.validate_python(http.get("/runs/...", params))
-    except ServiceError as error:
-        raise ReportError(str(error)) from error
+    with ServiceHttp(
+        url, api_key, timeout_s=timeout_s,
+        on_request=lambda r: provenance.requests.append(f"GET {r.url.raw_path.decode()}"),
+    ) as http:
+        ...
+        try:
+            answer = shape.validate_python(http.get(f"/runs/{run_id}", params))
+        except ServiceError as error:
+            raise ReportError(str(error)) from error
 """
 
 from __future__ import annotations

@@ -24,7 +24,9 @@ class OnceWorker:
         >>> worker = OnceWorker(lambda: done.append(1), name="example")
         >>> worker.claim()  # before start: the thread will never run it
         True
-        >>> worker.start(); worker.wait(1.0), done
+        >>> worker.start()
+        True
+        >>> worker.wait(1.0), done
         (True, [])
 
     """
