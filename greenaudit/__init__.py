@@ -8,12 +8,15 @@ the greenaudit service.
 from greenaudit._version import __version__
 from greenaudit.client.policy import BudgetExceeded, PlateauPassed
 from greenaudit.client.run import Run, RunResult, current_run, run, track
+from greenaudit.errors import GreenauditError, ServiceError
 
 __all__ = [
     "BudgetExceeded",
+    "GreenauditError",
     "PlateauPassed",
     "Run",
     "RunResult",
+    "ServiceError",
     "__version__",
     "current_run",
     "run",

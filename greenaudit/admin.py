@@ -2,33 +2,31 @@
 
 from __future__ import annotations
 
-import httpx
+from greenaudit.errors import ServiceError
+from greenaudit.http import ADMIN_TOKEN_HINT, ServiceHttp
 
 
 def project_keys(url: str, admin_token: str, name: str) -> tuple[str, str]:
     """A write key and a read key for project ``name``, creating the project if needed.
 
     For an existing project, fresh keys are issued (keys are stored hashed and never shown
-    twice). Raises ``httpx.HTTPStatusError`` when the service refuses.
+    twice). Raises :class:`~greenaudit.errors.ServiceError` when the service cannot be reached
+    or refuses.
     """
-    admin = {"Authorization": f"Bearer {admin_token}"}
-    base = url.rstrip("/")
-    created = httpx.post(f"{base}/api/v1/projects", json={"name": name}, headers=admin)
-    if created.status_code == 201:
-        body = created.json()
-        return body["write_key"]["key"], body["read_key"]["key"]
-    if created.status_code != 409:
-        created.raise_for_status()
-    listed = httpx.get(f"{base}/api/v1/projects", headers=admin)
-    listed.raise_for_status()
-    project_id = next(p["id"] for p in listed.json() if p["name"] == name)
-    keys = []
-    for scope in ("write", "read"):
-        issued = httpx.post(
-            f"{base}/api/v1/projects/{project_id}/keys",
-            json={"scope": scope, "name": f"{name} ({scope})"},
-            headers=admin,
-        )
-        issued.raise_for_status()
-        keys.append(issued.json()["key"])
-    return keys[0], keys[1]
+    with ServiceHttp(url, admin_token, key_hint=ADMIN_TOKEN_HINT) as admin:
+        try:
+            created = admin.request("POST", "/projects", json={"name": name})
+            if created.status_code == 201:
+                body = created.json()
+                return body["write_key"]["key"], body["read_key"]["key"]
+        except ServiceError as error:
+            if error.status_code != 409:  # 409: it exists, so it gets fresh keys below
+                raise
+        project_id = next(p["id"] for p in admin.get("/projects") if p["name"] == name)
+        keys = [
+            admin.post(
+                f"/projects/{project_id}/keys", {"scope": scope, "name": f"{name} ({scope})"}
+            )["key"]
+            for scope in ("write", "read")
+        ]
+        return keys[0], keys[1]

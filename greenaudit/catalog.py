@@ -17,9 +17,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from greenaudit.admin import project_keys
+from greenaudit.http import WRITE_KEY_HINT, ServiceHttp
 
 PUBLISHED_PROJECT = "published"
 CATALOG_COLUMNS = {"model", "task", "dataset", "metric", "value", "params_m", "gflops", "source"}
@@ -131,28 +130,24 @@ def _run_body(row: CatalogRow) -> dict[str, Any]:
 def import_catalog(url: str, admin_token: str, path: Path | None = None) -> tuple[int, str]:
     """Import the catalog into the ``published`` project. Returns (rows, a read key).
 
-    Safe to run again: runs, points and profiles are re-sent idempotently.
+    Safe to run again: runs, points and profiles are re-sent idempotently. Raises
+    :class:`~greenaudit.errors.ServiceError` when the service cannot be reached or refuses.
     """
     rows = load_catalog(path)
     write_key, read_key = project_keys(url, admin_token, PUBLISHED_PROJECT)
-    with httpx.Client(
-        base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {write_key}"}, timeout=30
-    ) as http:
+    with ServiceHttp(url, write_key, key_hint=WRITE_KEY_HINT) as http:
         for dataset, profile in KNOWN_PROFILES.items():
             if any(row.dataset == dataset for row in rows):
                 http.post(
-                    "/api/v1/datasets/profiles",
-                    json={"name": dataset, "version": "published", **profile},
-                ).raise_for_status()
+                    "/datasets/profiles", {"name": dataset, "version": "published", **profile}
+                )
         for row in rows:
             body = {k: v for k, v in _run_body(row).items() if v is not None}
-            http.post("/api/v1/runs", json=body).raise_for_status()
+            http.post("/runs", body)
             point = {"name": row.metric, "step": 0, "value": row.value, "time": row.published_at}
+            http.post(f"/runs/{row.run_id}/metrics", {"points": [point]})
             http.post(
-                f"/api/v1/runs/{row.run_id}/metrics", json={"points": [point]}
-            ).raise_for_status()
-            http.post(
-                f"/api/v1/runs/{row.run_id}/finish",
-                json={"status": "finished", "ended_at": row.published_at, "duration_s": 0.0},
-            ).raise_for_status()
+                f"/runs/{row.run_id}/finish",
+                {"status": "finished", "ended_at": row.published_at, "duration_s": 0.0},
+            )
     return len(rows), read_key

@@ -7,11 +7,12 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import httpx
 import typer
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from greenaudit.errors import GreenauditError, ServiceError
+from greenaudit.http import ADMIN_TOKEN_HINT, ServiceHttp
 from greenaudit.report import (
     DEFAULT_CURVE_POINTS,
     ReportError,
@@ -193,17 +194,11 @@ def project_create(
     if budget_kg_co2 is not None:
         body["budget_kg_co2"] = budget_kg_co2
     try:
-        response = httpx.post(
-            f"{base.rstrip('/')}/api/v1/projects",
-            json=body,
-            headers={"Authorization": f"Bearer {settings.admin_token}"},
-        )
-    except httpx.HTTPError as error:
-        _fail(f"cannot reach {base}: {error}")
+        with ServiceHttp(base, settings.admin_token, key_hint=ADMIN_TOKEN_HINT) as admin:
+            created = admin.post("/projects", body)
+    except ServiceError as error:
+        _fail(str(error))
         raise
-    if response.status_code != 201:
-        _fail(f"HTTP {response.status_code}: {response.text}")
-    created = response.json()
     typer.echo(f"project {created['project']['name']} ({created['project']['id']})")
     typer.echo(f"write key: {created['write_key']['key']}")
     typer.echo(f"read key:  {created['read_key']['key']}")
@@ -224,11 +219,11 @@ def flush(
     folder = spool_dir or settings.spool_path
     try:
         completed, pending = flush_spool(folder, settings)
-    except ValueError as error:
-        _fail(str(error))
-        raise
     except TransientError as error:
         _fail(f"could not deliver ({error}); nothing is lost, try again later")
+        raise
+    except (GreenauditError, ValueError) as error:
+        _fail(str(error))
         raise
     typer.echo(
         f"delivered {completed} finished run(s) from {folder}; {pending} run(s) still in progress"
@@ -276,23 +271,15 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def _query(path: str, params: dict[str, Any], url: str | None) -> dict[str, Any]:
-    settings = _settings()
-    base = url or settings.url
-    if not base or not settings.api_key:
-        _fail("set GREENAUDIT_URL and GREENAUDIT_API_KEY (a read or write key) to query")
+    """GET ``path`` (under ``/api/v1``) with the configured key, or exit with the reason."""
     try:
-        response = httpx.get(
-            f"{str(base).rstrip('/')}{path}",
-            params={k: v for k, v in params.items() if v is not None},
-            headers={"Authorization": f"Bearer {settings.api_key}"},
-            timeout=60,
-        )
-    except httpx.HTTPError as error:
-        _fail(f"cannot reach {base}: {error}")
+        with ServiceHttp.from_settings(
+            _settings(), url=url, purpose="(a read or write key) to query", timeout_s=60.0
+        ) as http:
+            body: dict[str, Any] = http.get(path, params)
+    except GreenauditError as error:
+        _fail(str(error))
         raise
-    if response.status_code != 200:
-        _fail(f"HTTP {response.status_code}: {response.text}")
-    body: dict[str, Any] = response.json()
     return body
 
 
@@ -320,7 +307,7 @@ def curves(
 ) -> None:
     """Diminishing-returns curves across runs, as tables."""
     answer = _query(
-        "/api/v1/analytics/diminishing-returns",
+        "/analytics/diminishing-returns",
         {
             "x": x,
             "metric": metric,
@@ -392,7 +379,7 @@ def nofade(
 ) -> None:
     """NoFADE greenaudit-1 per run and the saturation of each dataset or task, as tables."""
     answer = _query(
-        "/api/v1/analytics/nofade",
+        "/analytics/nofade",
         {
             "axis": axis,
             "metric": metric,
@@ -652,11 +639,8 @@ def import_(
         if not settings.admin_token:
             _fail("set GREENAUDIT_ADMIN_TOKEN to the service's admin token")
         count, read_key = import_catalog(base, str(settings.admin_token), path)
-    except httpx.HTTPStatusError as error:
-        _fail(f"the service refused: HTTP {error.response.status_code} {error.response.text}")
-        raise
-    except httpx.HTTPError as error:
-        _fail(f"cannot reach {base}: {error}")
+    except ServiceError as error:
+        _fail(str(error))
         raise
     typer.echo(f"imported {count} published results into project 'published'")
     typer.echo(f"read key for it: {read_key}")

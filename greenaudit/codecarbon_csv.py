@@ -14,7 +14,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
+from greenaudit.http import WRITE_KEY_HINT, ServiceHttp
+from greenaudit.units import G_PER_KG
 
 CODECARBON_COLUMNS = {
     "run_id",
@@ -67,7 +68,7 @@ def _bodies(row: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any], dict[s
     started = ended - timedelta(seconds=duration)
     energy = {c: _number(row, f"{c}_energy") for c in ("cpu", "gpu", "ram")}
     total = sum(energy.values())
-    intensity = _number(row, "emissions") / total * 1000 if total > 0 else 0.0
+    intensity = _number(row, "emissions") / total * G_PER_KG if total > 0 else 0.0
     country = (row.get("country_iso_code") or "").strip().upper()
     run_id = str(_run_uuid(row["run_id"]))
     run = {
@@ -115,17 +116,14 @@ def _bodies(row: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any], dict[s
 def import_emissions_csv(url: str, api_key: str, path: Path) -> int:
     """Import every CodeCarbon run in ``path`` into the key's project. Returns how many.
 
-    Safe to run again: run ids are CodeCarbon's, and re-sent data is recognised.
+    Safe to run again: run ids are CodeCarbon's, and re-sent data is recognised. Raises
+    :class:`~greenaudit.errors.ServiceError` when the service cannot be reached or refuses.
     """
     rows = latest_rows(path)
-    with httpx.Client(
-        base_url=url.rstrip("/"), timeout=30, headers={"Authorization": f"Bearer {api_key}"}
-    ) as http:
+    with ServiceHttp(url, api_key, key_hint=WRITE_KEY_HINT) as http:
         for row in rows:
             run, sample, finish = _bodies(row)
-            http.post("/api/v1/runs", json=run).raise_for_status()
-            http.post(
-                f"/api/v1/runs/{run['id']}/energy", json={"samples": [sample]}
-            ).raise_for_status()
-            http.post(f"/api/v1/runs/{run['id']}/finish", json=finish).raise_for_status()
+            http.post("/runs", run)
+            http.post(f"/runs/{run['id']}/energy", {"samples": [sample]})
+            http.post(f"/runs/{run['id']}/finish", finish)
     return len(rows)

@@ -1,29 +1,132 @@
 """Energy measurement: CodeCarbon for CPU and RAM, NVML for GPUs, on a thread of its own.
 
 The meter thread wakes every ``measure_interval_s``, asks each source for the energy used since
-its last wake-up and hands one energy sample (a wire-format dict) to ``on_sample``. Nothing here
-runs on the training thread, and nothing here raises into it.
+its last wake-up and hands one :class:`EnergySample` to ``on_sample``. Nothing here runs on the
+training thread, and nothing here raises into it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from greenaudit.schemas import MeasurementMethod
+from greenaudit.schemas import EnergySampleIn, MeasurementMethod
 from greenaudit.settings import Settings
+from greenaudit.units import J_PER_KWH
 
 from .nvml import NvmlGpuMeter
+from .threads import OnceWorker
 
 logger = logging.getLogger("greenaudit")
 
-J_PER_KWH = 3.6e6
 # Below this, an interval with no energy is start-up or shut-down noise, not a measurement.
 MIN_EMPTY_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class ComponentEnergy:
+    """What one component (CPU, GPU or RAM) used over one interval, and how it was measured.
+
+    Attributes:
+        energy_kwh: Energy over the interval, kWh (never negative).
+        mean_power_w: Mean power over the interval, W.
+        method: How the energy was obtained.
+
+    """
+
+    energy_kwh: float
+    mean_power_w: float
+    method: MeasurementMethod
+
+
+@dataclass(frozen=True)
+class EnergySample:
+    """One measured interval of one rank: what the meter hands on, before it goes on the wire.
+
+    A component that was not measured is ``None``. :meth:`to_wire` is the one place it becomes
+    the service's :class:`~greenaudit.schemas.EnergySampleIn`.
+
+    Attributes:
+        rank: The rank that measured it.
+        seq: Its number among the rank's samples, from 0.
+        t_start: Start of the interval (UTC).
+        t_end: End of the interval (UTC).
+        cpu: CPU energy, or ``None`` when this rank does not measure the host.
+        gpu: GPU energy of the measured devices, or ``None`` without a GPU.
+        ram: RAM energy, or ``None`` when this rank does not measure the host.
+        gpu_count: Devices the GPU energy covers.
+        gpu_util_pct: Mean GPU utilisation over the interval, percent, when reported.
+        step: The last step logged when the interval ended.
+
+    Example:
+        >>> from datetime import datetime, timedelta, timezone
+        >>> start = datetime(2026, 12, 1, tzinfo=timezone.utc)
+        >>> cpu = ComponentEnergy(1e-5, 3.6, MeasurementMethod.rapl)
+        >>> sample = EnergySample(0, 0, start, start + timedelta(seconds=10), cpu=cpu)
+        >>> sample.duration_s, sample.energy_kwh, sample.to_wire().cpu_method.value
+        (10.0, 1e-05, 'rapl')
+
+    """
+
+    rank: int
+    seq: int
+    t_start: datetime
+    t_end: datetime
+    cpu: ComponentEnergy | None = None
+    gpu: ComponentEnergy | None = None
+    ram: ComponentEnergy | None = None
+    gpu_count: int = 0
+    gpu_util_pct: float | None = None
+    step: int | None = None
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the interval, seconds."""
+        return (self.t_end - self.t_start).total_seconds()
+
+    @property
+    def energy_kwh(self) -> float:
+        """CPU, GPU and RAM energy together, kWh."""
+        return sum(part.energy_kwh for _, part in self.components())
+
+    def components(self) -> Iterator[tuple[str, ComponentEnergy]]:
+        """The measured components, as ``("cpu" | "gpu" | "ram", energy)``."""
+        for name, part in (("cpu", self.cpu), ("gpu", self.gpu), ("ram", self.ram)):
+            if part is not None:
+                yield name, part
+
+    def to_wire(self) -> EnergySampleIn:
+        """The sample as the service takes it. Raises ``ValidationError`` on an invalid one."""
+        cpu, gpu, ram = self.cpu, self.gpu, self.ram
+        return EnergySampleIn(
+            rank=self.rank,
+            seq=self.seq,
+            t_start=self.t_start,
+            t_end=self.t_end,
+            cpu_kwh=cpu.energy_kwh if cpu else None,
+            cpu_w=cpu.mean_power_w if cpu else None,
+            cpu_method=cpu.method if cpu else None,
+            gpu_kwh=gpu.energy_kwh if gpu else None,
+            gpu_w=gpu.mean_power_w if gpu else None,
+            gpu_method=gpu.method if gpu else None,
+            ram_kwh=ram.energy_kwh if ram else None,
+            ram_w=ram.mean_power_w if ram else None,
+            ram_method=ram.method if ram else None,
+            gpu_count=self.gpu_count,
+            gpu_util_pct=self.gpu_util_pct,
+            step=self.step,
+        )
+
+
+def _component(kwh: float, duration_s: float, method: MeasurementMethod) -> ComponentEnergy:
+    # CodeCarbon's deltas can come out slightly negative (or NaN) around a restart.
+    kwh = kwh if math.isfinite(kwh) and kwh > 0.0 else 0.0
+    return ComponentEnergy(kwh, kwh * J_PER_KWH / duration_s if duration_s > 0 else 0.0, method)
 
 
 @dataclass(frozen=True)
@@ -144,7 +247,7 @@ class EnergyMeter:
         rank: int,
         local_rank: int = 0,
         world_size: int = 1,
-        on_sample: Callable[[dict[str, Any]], None],
+        on_sample: Callable[[EnergySample], None],
         current_step: Callable[[], int | None],
     ) -> None:
         self._settings = settings
@@ -156,7 +259,10 @@ class EnergyMeter:
         self._on_sample = on_sample
         self._current_step = current_step
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="greenaudit-meter", daemon=True)
+        self._worker = OnceWorker(self._run, name="greenaudit-meter")
+        # Held while a sample is handed on, so that none is handed on once stop() returns.
+        self._emit_lock = threading.Lock()
+        self._closed = False
         self._tracker: Any = None
         self._cpu_method = MeasurementMethod.codecarbon
         self._gpu = NvmlGpuMeter(own_device=own_device)
@@ -169,14 +275,28 @@ class EnergyMeter:
         self.ready = threading.Event()
 
     def start(self) -> None:
-        self._thread.start()
+        """Start measuring on the meter thread (from any thread, at most once)."""
+        if self._stopping.is_set() or not self._worker.start():
+            self.ready.set()  # nothing will be measured; nobody should wait for it
 
     def stop(self, timeout_s: float) -> None:
-        """Take the final sample and stop. Waits at most ``timeout_s``."""
+        """Take the final sample and stop. Waits at most ``timeout_s``.
+
+        Safe however soon it is called: a meter whose thread has not begun (not started yet,
+        or waiting for a CPU) measures nothing and never will. Once this returns,
+        ``on_sample`` is not called again.
+        """
         self._stopping.set()
-        self._thread.join(timeout_s)
-        if self._thread.is_alive():
-            logger.warning("greenaudit: the energy meter did not stop within %.0f s", timeout_s)
+        if self._worker.claim():
+            self.ready.set()
+        elif not self._worker.wait(timeout_s):
+            logger.warning(
+                "greenaudit: the energy meter did not stop within %.0f s; "
+                "its last interval is not counted",
+                timeout_s,
+            )
+        with self._emit_lock:
+            self._closed = True
 
     def _run(self) -> None:
         try:
@@ -230,38 +350,28 @@ class EnergyMeter:
         gpu = self._gpu.read()
         now = _utcnow()
         duration_s = (now - self._t_last).total_seconds()
-        sample: dict[str, Any] = {
-            "rank": self._rank,
-            "seq": self._seq,
-            "t_start": self._t_last.isoformat(),
-            "t_end": now.isoformat(),
-            "gpu_count": 0,
-            "step": self._current_step(),
-        }
-        energy = 0.0
         cc = self._last_cc
+        cpu = ram = None
         if cc is not None:
-            for component, kwh, method in (
-                ("cpu", float(cc.cpu_energy), self._cpu_method),
-                ("ram", float(cc.ram_energy), MeasurementMethod.codecarbon),
-            ):
-                kwh = max(kwh, 0.0)
-                sample[f"{component}_kwh"] = kwh
-                sample[f"{component}_w"] = kwh * J_PER_KWH / duration_s if duration_s > 0 else 0.0
-                sample[f"{component}_method"] = method.value
-                energy += kwh
-        if gpu is not None:
-            sample.update(
-                gpu_kwh=gpu.kwh,
-                gpu_w=gpu.mean_w,
-                gpu_method=gpu.method.value,
-                gpu_count=gpu.device_count,
-            )
-            if gpu.util_pct is not None:
-                sample["gpu_util_pct"] = gpu.util_pct
-            energy += gpu.kwh
-        if energy == 0.0 and duration_s < MIN_EMPTY_INTERVAL_S:
+            cpu = _component(float(cc.cpu_energy), duration_s, self._cpu_method)
+            ram = _component(float(cc.ram_energy), duration_s, MeasurementMethod.codecarbon)
+        sample = EnergySample(
+            rank=self._rank,
+            seq=self._seq,
+            t_start=self._t_last,
+            t_end=now,
+            cpu=cpu,
+            gpu=ComponentEnergy(gpu.kwh, gpu.mean_w, gpu.method) if gpu is not None else None,
+            ram=ram,
+            gpu_count=gpu.device_count if gpu is not None else 0,
+            gpu_util_pct=gpu.util_pct if gpu is not None else None,
+            step=self._current_step(),
+        )
+        if sample.energy_kwh == 0.0 and duration_s < MIN_EMPTY_INTERVAL_S:
             return
-        self._t_last = now
-        self._seq += 1
-        self._on_sample(sample)
+        with self._emit_lock:
+            if self._closed:
+                return  # the run has been summed up without it
+            self._t_last = now
+            self._seq += 1
+            self._on_sample(sample)

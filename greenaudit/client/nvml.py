@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from greenaudit.schemas import MeasurementMethod
+from greenaudit.units import J_PER_KWH, MJ_PER_KWH
 
 logger = logging.getLogger("greenaudit")
 
-MJ_PER_KWH = 3.6e9  # NVML's energy counter is in millijoules.
-MW_PER_W = 1000.0
+MW_PER_W = 1000.0  # NVML reports power in milliwatts
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ class NvmlGpuMeter:
                     mw = float(self._nvml.nvmlDeviceGetPowerUsage(device.handle))
                     # Trapezoid between this reading and the previous one.
                     mean_w = (mw + device.last_mw) / 2 / MW_PER_W
-                    total_kwh += mean_w * elapsed / 3.6e6
+                    total_kwh += mean_w * elapsed / J_PER_KWH
                     device.last_mw = mw
                     integrated = True
                 try:
@@ -170,7 +170,7 @@ class NvmlGpuMeter:
                 return None
         return GpuInterval(
             kwh=total_kwh,
-            mean_w=total_kwh * 3.6e6 / elapsed if elapsed > 0 else 0.0,
+            mean_w=total_kwh * J_PER_KWH / elapsed if elapsed > 0 else 0.0,
             method=MeasurementMethod.nvml_power if integrated else MeasurementMethod.nvml_counter,
             device_count=len(self._devices),
             util_pct=sum(utilisation) / len(utilisation) if utilisation else None,

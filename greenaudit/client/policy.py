@@ -15,12 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from greenaudit.errors import GreenauditError
+
 logger = logging.getLogger("greenaudit")
 
 ON_BUDGET = ("warn", "stop")
 
 
-class BudgetExceeded(Exception):
+class BudgetExceeded(GreenauditError):
     """Raised at a step boundary of a run started with ``on_budget="stop"`` over its budget.
 
     Everything logged up to the step is kept and sent; the run ends as ``stopped_by_budget``.

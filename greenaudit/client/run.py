@@ -24,23 +24,24 @@ from pydantic import ValidationError
 
 from greenaudit.schemas import RunKind
 from greenaudit.settings import Settings
+from greenaudit.units import G_PER_KG, SECONDS_PER_HOUR
 
 from . import environment
 from .measure import (
     CarbonIntensity,
     EnergyMeter,
+    EnergySample,
     resolve_carbon_intensity,
     warm_up_in_background,
 )
 from .policy import BudgetExceeded, PlateauPassed, Policy
 from .sender import READY_WAIT_S, RunSender
 from .spool import RunSpool
+from .threads import OnceWorker
 
 logger = logging.getLogger("greenaudit")
 
 F = TypeVar("F", bound=Callable[..., Any])
-G_PER_KG = 1000.0
-SECONDS_PER_HOUR = 3600.0
 SETTABLE = frozenset(
     {
         "model_params",
@@ -273,7 +274,8 @@ class Run:
         )
         # Carbon intensity and hardware detection are slow on first use; they run beside
         # the training, which has already started.
-        threading.Thread(target=self._prepare, name="greenaudit-prepare", daemon=True).start()
+        if not OnceWorker(self._prepare, name="greenaudit-prepare").start():
+            self._ready.set()  # measured as a run whose hardware is unknown
         self._sender.start()
         self._active = True
         return self
@@ -541,20 +543,22 @@ class Run:
 
     # Called from the meter thread -------------------------------------------------------
 
-    def _on_sample(self, sample: dict[str, Any]) -> None:
+    def _on_sample(self, sample: EnergySample) -> None:
+        try:
+            body = sample.to_wire().model_dump(mode="json", exclude_none=True)
+        except ValidationError as error:
+            # The service would refuse it; counted here, the result would not match the run.
+            _warn_once("sample", "greenaudit: an energy sample was not valid, dropped: %s", error)
+            return
         with self._lock:
-            for component in ("cpu", "gpu", "ram"):
-                kwh = sample.get(f"{component}_kwh")
-                if kwh is not None:
-                    self._totals[f"{component}_kwh"] += kwh
-                    self._methods[component] = sample[f"{component}_method"]
-            t_start = datetime.fromisoformat(sample["t_start"])
-            t_end = datetime.fromisoformat(sample["t_end"])
-            seconds = (t_end - t_start).total_seconds()
-            self._totals["gpu_s"] += seconds * sample["gpu_count"]
+            for component, part in sample.components():
+                self._totals[f"{component}_kwh"] += part.energy_kwh
+                self._methods[component] = part.method.value
+            seconds = sample.duration_s
+            self._totals["gpu_s"] += seconds * sample.gpu_count
             self._totals["measured_s"] += seconds
             self._totals["samples"] += 1
-        self._sender.submit("energy", sample)
+        self._sender.submit("energy", body)
 
     def _create_body(self) -> dict[str, Any]:
         placement = self._placement

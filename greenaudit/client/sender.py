@@ -14,6 +14,7 @@ from typing import Any
 from greenaudit.settings import Settings
 
 from .spool import MemorySpool, RunSpool, SpooledOp
+from .threads import OnceWorker
 from .transport import END_OPS, ServiceClient, TransientError, backoff_s, deliver
 
 logger = logging.getLogger("greenaudit")
@@ -50,7 +51,7 @@ class RunSender:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._deadline = math.inf
-        self._thread = threading.Thread(target=self._run, name="greenaudit-sender", daemon=True)
+        self._worker = OnceWorker(self._run, name="greenaudit-sender")
         # Made on the sender thread: an HTTP client loads TLS certificates (about 10 ms).
         self._client: ServiceClient | None = None
         self._warned: set[str] = set()
@@ -65,7 +66,8 @@ class RunSender:
         self.last_error: str | None = None
 
     def start(self) -> None:
-        self._thread.start()
+        """Start the sender thread; without one, :meth:`close` does its work."""
+        self._worker.start()
 
     def submit(self, op: str, body: Any) -> None:
         self._queue.put((op, body))
@@ -73,12 +75,17 @@ class RunSender:
     def close(self, timeout_s: float) -> bool:
         """Stop after delivering what is queued, trying for at most ``timeout_s``.
 
-        Returns whether everything reached the service.
+        Returns whether everything reached the service. Safe however soon it is called: when
+        the sender thread has not begun (not started yet, or waiting for a CPU), its work is
+        done here, on the caller's thread, within the same deadline.
         """
         self._deadline = time.monotonic() + timeout_s
         self._queue.put(_CLOSE)
         self._wake.set()
-        self._thread.join(timeout_s + 1.0)
+        if self._worker.claim():
+            self._run()
+        else:
+            self._worker.wait(timeout_s + 1.0)
         return self.delivered
 
     def _warn_once(self, key: str, message: str, *args: Any) -> None:

@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from greenaudit.errors import GreenauditError, ServiceError, ServiceNotConfigured
+from greenaudit.http import WRITE_KEY_HINT, ServiceHttp
 from greenaudit.settings import Settings
 
 from .spool import RunSpool, SpooledOp, spooled_runs
@@ -40,12 +40,25 @@ RETRYABLE_STATUS = {408, 425, 429}
 END_OPS = ("finish_run", "end_rank")
 
 
-class TransientError(Exception):
+class TransientError(GreenauditError):
     """The service could not be reached or failed; try again later."""
 
 
-class RejectedError(Exception):
+class RejectedError(GreenauditError):
     """The service refused the operation as invalid; sending it again will not help."""
+
+
+def classify(error: ServiceError) -> TransientError | RejectedError:
+    """The transport's policy for a failed request: retry it later, or set it aside.
+
+    No answer, a server error or a "slow down" (408, 425, 429) is worth retrying. So is a
+    refused key (401, 403): nothing is wrong with the data, so it is kept for a retry with the
+    right key rather than set aside. Any other refusal is the data's fault.
+    """
+    status = error.status_code
+    if status is None or status >= 500 or status in RETRYABLE_STATUS or status in (401, 403):
+        return TransientError(str(error))
+    return RejectedError(str(error))
 
 
 def backoff_s(failures: int, base_s: float = 0.5, cap_s: float = 30.0) -> float:
@@ -58,11 +71,7 @@ class ServiceClient:
     """Sends one run's operations to the greenaudit service."""
 
     def __init__(self, url: str, api_key: str, timeout_s: float = 10.0) -> None:
-        self._http = httpx.Client(
-            base_url=url.rstrip("/"),
-            headers={"Authorization": f"Bearer {api_key}"},
-            timeout=timeout_s,
-        )
+        self._http = ServiceHttp(url, api_key, timeout_s=timeout_s, key_hint=WRITE_KEY_HINT)
 
     def close(self) -> None:
         self._http.close()
@@ -79,22 +88,22 @@ class ServiceClient:
         requests: list[tuple[str, str, dict[str, Any]]] = []
         for op in ordered:
             if op.op == "create_run":
-                requests.append(("POST", "/api/v1/runs", op.body))
+                requests.append(("POST", "/runs", op.body))
             elif op.op == "update_run":
-                requests.append(("PATCH", f"/api/v1/runs/{run_id}", op.body))
+                requests.append(("PATCH", f"/runs/{run_id}", op.body))
             elif op.op == "dataset_profile":
-                requests.append(("POST", "/api/v1/datasets/profiles", op.body))
+                requests.append(("POST", "/datasets/profiles", op.body))
             elif op.op == "finish_run":
                 requests += self._batches(run_id, energy, metrics)
                 energy, metrics = [], []
-                requests.append(("POST", f"/api/v1/runs/{run_id}/finish", op.body))
+                requests.append(("POST", f"/runs/{run_id}/finish", op.body))
         requests += self._batches(run_id, energy, metrics)
         rejected = []
         for index, (method, path, body) in enumerate(requests):
             try:
                 self._request(method, path, body)
             except RejectedError as error:
-                if path == "/api/v1/runs":
+                if path == "/runs":
                     # Without its run, nothing else of it can be stored: keep it all together.
                     return [(str(error), b) for _, _, b in requests[index:]]
                 rejected.append((str(error), body))
@@ -105,40 +114,30 @@ class ServiceClient:
         run_id: str, energy: list[dict[str, Any]], metrics: list[dict[str, Any]]
     ) -> list[tuple[str, str, dict[str, Any]]]:
         return [
-            ("POST", f"/api/v1/runs/{run_id}/energy", {"samples": energy[i : i + BATCH_ITEMS]})
+            ("POST", f"/runs/{run_id}/energy", {"samples": energy[i : i + BATCH_ITEMS]})
             for i in range(0, len(energy), BATCH_ITEMS)
         ] + [
-            ("POST", f"/api/v1/runs/{run_id}/metrics", {"points": metrics[i : i + BATCH_ITEMS]})
+            ("POST", f"/runs/{run_id}/metrics", {"points": metrics[i : i + BATCH_ITEMS]})
             for i in range(0, len(metrics), BATCH_ITEMS)
         ]
 
     def heartbeat(self, run_id: str) -> None:
         """Say the run is alive (not spooled: a late heartbeat means nothing)."""
-        self._http.post(f"/api/v1/runs/{run_id}/heartbeat")
+        self._http.post(f"/runs/{run_id}/heartbeat")
 
     def forecast(self, run_id: str) -> dict[str, Any]:
-        """The run's forecast, plateau and budgets, as the service answers them now."""
-        response = self._http.get(f"/api/v1/runs/{run_id}/forecast")
-        response.raise_for_status()
-        answer: dict[str, Any] = response.json()
+        """The run's forecast, plateau and budgets, as the service answers them now.
+
+        Raises :class:`~greenaudit.errors.ServiceError` when it cannot be had.
+        """
+        answer: dict[str, Any] = self._http.get(f"/runs/{run_id}/forecast")
         return answer
 
     def _request(self, method: str, path: str, body: dict[str, Any]) -> None:
         try:
-            response = self._http.request(method, path, json=body)
-        except httpx.HTTPError as error:
-            raise TransientError(f"{method} {path}: {error}") from error
-        if response.status_code < 400:
-            return
-        if response.status_code >= 500 or response.status_code in RETRYABLE_STATUS:
-            raise TransientError(f"{method} {path}: HTTP {response.status_code}")
-        if response.status_code in (401, 403):
-            # A wrong or read-only key: nothing is wrong with the data, so keep it for a retry
-            # with the right key rather than setting it aside.
-            raise TransientError(
-                f"the service refused the key (HTTP {response.status_code}): {response.text[:300]}"
-            )
-        raise RejectedError(f"{method} {path}: HTTP {response.status_code} {response.text[:500]}")
+            self._http.request(method, path, json=body)
+        except ServiceError as error:
+            raise classify(error) from error
 
 
 def deliver(spool: RunSpool, client: ServiceClient) -> tuple[bool, int]:
@@ -179,7 +178,7 @@ def flush_spool(folder: Path, settings: Settings) -> tuple[int, int]:
     Returns (runs completed and removed from the spool, runs still pending).
     """
     if not settings.url or not settings.api_key:
-        raise ValueError("set GREENAUDIT_URL and GREENAUDIT_API_KEY to send the spool")
+        raise ServiceNotConfigured("set GREENAUDIT_URL and GREENAUDIT_API_KEY to send the spool")
     client = ServiceClient(settings.url, settings.api_key)
     completed = pending = 0
     try:
