@@ -108,13 +108,13 @@ def _gather_run(
     direction: Direction,
     curve_points: int,
 ) -> RunReport:
-    run = api.get(f"/api/v1/runs/{run_id}", {}, RunOut)
+    run = api.get(f"/runs/{run_id}", {}, RunOut)
     returns = api.get(
-        f"/api/v1/runs/{run_id}/returns",
+        f"/runs/{run_id}/returns",
         {"metric": metric, "direction": direction.value, "max_points": curve_points},
         ReturnsOut,
     )
-    cost = api.get(f"/api/v1/runs/{run_id}/cost", {}, CreationCostOut)
+    cost = api.get(f"/runs/{run_id}/cost", {}, CreationCostOut)
     nofade = _nofade_of_run(api, run, returns)
     if not direction.higher_is_better:
         # The answer's definition is still shown; the run's entry would rank a loss upside down.
@@ -131,7 +131,7 @@ def _nofade_of_run(api: ServiceReader, run: RunOut, returns: ReturnsOut) -> RunN
     """
     metric = returns.metric
     wide = {"metric": metric, "dataset": run.dataset, "limit": NOFADE_LIMIT}
-    answer = api.get("/api/v1/analytics/nofade", wide, NofadeOut)
+    answer = api.get("/analytics/nofade", wide, NofadeOut)
     entry = _entry_of(answer, run.id)
     if entry is None and answer.runs_total > len(answer.runs):
         narrow = {
@@ -141,7 +141,7 @@ def _nofade_of_run(api: ServiceReader, run: RunOut, returns: ReturnsOut) -> RunN
             "group": run.group,
             "kind": run.kind.value,
         }
-        entry = _entry_of(api.get("/api/v1/analytics/nofade", narrow, NofadeOut), run.id)
+        entry = _entry_of(api.get("/analytics/nofade", narrow, NofadeOut), run.id)
     dataset = None
     if run.dataset is not None:
         dataset = next((g for g in answer.groups if g.key == run.dataset), None)
@@ -165,7 +165,7 @@ def _gather_group(
     runs: list[RunOut] = []
     while True:
         page = api.get(
-            "/api/v1/runs",
+            "/runs",
             {
                 "group": group,
                 "limit": RUNS_PAGE,
@@ -185,9 +185,9 @@ def _gather_group(
     runs.sort(key=lambda r: (r.started_at, r.id))
     named = Counter(r.primary_metric for r in runs if r.primary_metric)
     chosen = metric or min(named, key=lambda m: (-named[m], m), default="accuracy")
-    totals = api.get("/api/v1/totals", {"by": "project", "group": group}, TotalsOut)
+    totals = api.get("/totals", {"by": "project", "group": group}, TotalsOut)
     scores = api.get(
-        "/api/v1/analytics/nofade",
+        "/analytics/nofade",
         {"metric": chosen, "group": group, "limit": NOFADE_LIMIT},
         NofadeOut,
     )
@@ -199,11 +199,11 @@ def _gather_group(
     best_returns = best_cost = None
     if best is not None:
         best_returns = api.get(
-            f"/api/v1/runs/{best.id}/returns",
+            f"/runs/{best.id}/returns",
             {"metric": chosen, "max_points": curve_points},
             ReturnsOut,
         )
-        best_cost = api.get(f"/api/v1/runs/{best.id}/cost", {}, CreationCostOut)
+        best_cost = api.get(f"/runs/{best.id}/cost", {}, CreationCostOut)
     return GroupReport(
         provenance=provenance,
         group=group,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
+from greenaudit.errors import GreenauditError
 from greenaudit.schemas.analytics import NofadeGroup, NofadeOut, NofadeRun, ReturnsOut
 from greenaudit.schemas.runs import CreationCostOut, RunOut
 from greenaudit.schemas.totals import TotalsRow
@@ -31,7 +32,7 @@ class ReportFormat(str, Enum):
     html = "html"
 
 
-class ReportError(Exception):
+class ReportError(GreenauditError):
     """The service could not be reached, or refused a request; the message says what to do."""
 
 
