@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -26,5 +27,5 @@ def insert_if_absent(
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert(entity) if dialect == "postgresql" else sqlite.insert(entity)
     statement = insert.values(**values).on_conflict_do_nothing(index_elements=unique)
-    result = session.execute(statement.returning(*entity.__table__.primary_key.columns))
+    result = session.execute(statement.returning(*inspect(entity).primary_key))
     return result.first() is not None

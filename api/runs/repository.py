@@ -213,9 +213,10 @@ NEXT_SEQ = select(func.coalesce(func.max(_sample.seq) + 1, 0)).where(
     _sample.run_id == bindparam("run_id"), _sample.rank == bindparam("rank")
 )
 RUN_REOPEN = (
-    update(Run.__table__)
-    .where(_run.id == bindparam("run_id"))
+    update(Run)
+    .where(Run.id == bindparam("run_id"))
     .values(status=bindparam("status"), ended_at=None)
+    .execution_options(synchronize_session=False)
 )
 
 
