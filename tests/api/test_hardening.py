@@ -94,7 +94,7 @@ def _random_emission(rng: random.Random, run_id: str) -> dict[str, Any]:
 @pytest.mark.parametrize("seed", range(6))
 def test_run_totals_equal_the_stored_rows_over_random_interleavings(
     client: TestClient, project: ProjectKeys, seed: int
-):
+) -> None:
     """Property: after every post of a random interleaving of /energy batches and CodeCarbon
     emissions, the run's totals are the sums over the rows /energy returns."""
     rng = random.Random(seed)
@@ -130,7 +130,7 @@ def test_run_totals_equal_the_stored_rows_over_random_interleavings(
 
 def test_codecarbon_takes_the_next_free_seq_not_the_sample_count(
     client: TestClient, project: ProjectKeys
-):
+) -> None:
     """The issue's repro: rank 0 holds seq 5-9 from /energy; three emissions follow."""
     run_id = client.post("/api/v1/runs", json=run_body(), headers=project.write).json()["id"]
     batch = {
@@ -175,7 +175,7 @@ def _codecarbon_run(client: TestClient, keys: ProjectKeys) -> str:
 )
 def test_codecarbon_cannot_set_an_intensity_beyond_any_grid(
     client: TestClient, project: ProjectKeys, cpu_energy: float, emissions_sum: float
-):
+) -> None:
     run_id = _codecarbon_run(client, project)
     refused = client.post(
         "/codecarbon/emissions",
@@ -234,7 +234,7 @@ def _nested(depth: int) -> dict[str, Any]:
 )
 def test_meta_that_cannot_be_stored_is_refused_at_create_and_patch(
     client: TestClient, project: ProjectKeys, meta: dict[str, Any]
-):
+) -> None:
     created = send_json(client, "POST", "/api/v1/runs", run_body(meta=meta), project.write)
     assert created.status_code == 422, created.text
     assert created.json()["error"] == "validation_error"
@@ -245,14 +245,16 @@ def test_meta_that_cannot_be_stored_is_refused_at_create_and_patch(
     assert client.get(f"/api/v1/runs/{run['id']}", headers=project.read).json()["meta"] == {}
 
 
-def test_meta_32_levels_deep_is_stored(client: TestClient, project: ProjectKeys):
+def test_meta_32_levels_deep_is_stored(client: TestClient, project: ProjectKeys) -> None:
     run = run_body(meta=_nested(32))
     created = client.post("/api/v1/runs", json=run, headers=project.write)
     assert created.status_code == 201, created.text
     assert created.json()["meta"] == _nested(32)
 
 
-def test_an_emission_reaching_before_year_one_is_refused(client: TestClient, project: ProjectKeys):
+def test_an_emission_reaching_before_year_one_is_refused(
+    client: TestClient, project: ProjectKeys
+) -> None:
     run_id = _codecarbon_run(client, project)
     refused = client.post(
         "/codecarbon/emissions",
@@ -265,7 +267,7 @@ def test_an_emission_reaching_before_year_one_is_refused(client: TestClient, pro
 
 def test_a_profile_whose_counts_overflow_a_count_is_refused(
     client: TestClient, project: ProjectKeys
-):
+) -> None:
     refused = client.post(
         "/api/v1/datasets/profiles",
         json={"name": "huge", "class_counts": [2**53] * 1024},
@@ -289,7 +291,7 @@ def test_a_profile_whose_counts_overflow_a_count_is_refused(
 )
 def test_curves_page_of_a_project_with_nothing_to_plot(
     client: TestClient, project: ProjectKeys, x: str
-):
+) -> None:
     empty = client.get("/dashboards/curves", params={"x": x}, headers=project.read)
     assert empty.status_code == 200, empty.text[-2000:]
     assert "Diminishing returns" in empty.text
@@ -313,7 +315,7 @@ def test_curves_page_of_a_project_with_nothing_to_plot(
 
 def test_a_run_id_of_another_project_is_not_found(
     client: TestClient, project: ProjectKeys, other_project: ProjectKeys
-):
+) -> None:
     theirs = run_body()
     assert client.post("/api/v1/runs", json=theirs, headers=other_project.write).status_code == 201
     mine = client.post("/api/v1/runs", json=theirs, headers=project.write)
@@ -336,7 +338,7 @@ def hooked(settings: Settings, engine: Engine) -> Iterator[TestClient]:
 
 
 @pytest.mark.parametrize("port", [0, 65536, 99999])
-def test_webhook_ports_outside_1_to_65535_are_refused(hooked: TestClient, port: int):
+def test_webhook_ports_outside_1_to_65535_are_refused(hooked: TestClient, port: int) -> None:
     keys = create_project(hooked, "hooked")
     secret = "a-secret-of-thirty-two-characters"
     refused = hooked.put(
@@ -356,7 +358,9 @@ def test_webhook_ports_outside_1_to_65535_are_refused(hooked: TestClient, port: 
 
 
 @pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
-def test_a_refused_cors_preflight_answers_the_error_shape(settings: Settings, engine: Engine):
+def test_a_refused_cors_preflight_answers_the_error_shape(
+    settings: Settings, engine: Engine
+) -> None:
     allowing = settings.model_copy(update={"cors_origins": ["https://dash.example.org"]})
     with TestClient(create_app(allowing, engine), raise_server_exceptions=False) as client:
         refused = client.options(
@@ -375,7 +379,7 @@ def test_a_refused_cors_preflight_answers_the_error_shape(settings: Settings, en
 
 def test_samples_that_begin_after_a_run_finished_are_refused(
     client: TestClient, project: ProjectKeys
-):
+) -> None:
     """A finished run's totals are final: a sample measured after its end is a 409
     ``run_finished``. What was measured before the end still goes in whenever it arrives: the
     spool re-sends batches, and the last interval ends when the meter stops, after ended_at."""
@@ -420,7 +424,7 @@ def test_samples_that_begin_after_a_run_finished_are_refused(
 
 def test_a_codecarbon_run_the_service_finished_takes_its_next_report(
     client: TestClient, project: ProjectKeys, engine: Engine
-):
+) -> None:
     """CodeCarbon never finishes a run; the service ends a quiet one. A later report was still
     measured, so it is stored and the run runs again."""
     from greenaudit.api.db import make_session_factory

@@ -15,6 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ def statuses(answers: list[httpx.Response]) -> Counter[int]:
     return Counter(answer.status_code for answer in answers)
 
 
-def test_identical_creates_at_once_answer_201_once_then_200(service: str):
+def test_identical_creates_at_once_answer_201_once_then_200(service: str) -> None:
     url = service
     key, read = make_project(url, "ranks")
     write = {"Authorization": f"Bearer {key}"}
@@ -77,19 +78,19 @@ def test_identical_creates_at_once_answer_201_once_then_200(service: str):
 
     for _ in range(5):  # the shared run of a 20-rank job
         body = run_body(id=str(uuid.uuid4()), name="shared")
-        answers = at_once(lambda body=body: post("/api/v1/runs", body, write))
+        answers = at_once(partial(post, "/api/v1/runs", body, write))
         assert statuses(answers) == {201: 1, 200: THREADS - 1}, [a.text for a in answers]
         assert {a.json()["id"] for a in answers} == {body["id"]}
     assert httpx.get(f"{url}/api/v1/runs", headers=read).json()["total"] == 5
 
     for round_ in range(3):
         profile = {"name": f"digits-{round_}", "class_counts": [178, 182, 177, 183]}
-        answers = at_once(lambda p=profile: post("/api/v1/datasets/profiles", p, write))
+        answers = at_once(partial(post, "/api/v1/datasets/profiles", profile, write))
         assert statuses(answers) == {201: 1, 200: THREADS - 1}, [a.text for a in answers]
         assert len({a.json()["id"] for a in answers}) == 1
 
         budget = {"group": f"sweep-{round_}", "limit_kg_co2": 2.5}
-        answers = at_once(lambda b=budget: post("/api/v1/budgets", b, write))
+        answers = at_once(partial(post, "/api/v1/budgets", budget, write))
         assert statuses(answers) == {201: 1, 200: THREADS - 1}, [a.text for a in answers]
         assert len({a.json()["id"] for a in answers}) == 1
 
@@ -97,10 +98,11 @@ def test_identical_creates_at_once_answer_201_once_then_200(service: str):
         hook_key, hook_read = make_project(url, f"hooked-{round_}")
         hook = {"url": f"http://127.0.0.1:9/hook-{round_}", "secret": "s" * 32}
         answers = at_once(
-            lambda h=hook, k=hook_key: httpx.put(
+            partial(
+                httpx.put,
                 f"{url}/api/v1/webhook",
-                json=h,
-                headers={"Authorization": f"Bearer {k}"},
+                json=hook,
+                headers={"Authorization": f"Bearer {hook_key}"},
                 timeout=60,
             )
         )
@@ -109,7 +111,7 @@ def test_identical_creates_at_once_answer_201_once_then_200(service: str):
         assert stored["url"] == hook["url"]
 
         name = {"name": f"team-{round_}"}
-        answers = at_once(lambda n=name: post("/api/v1/projects", n, ADMIN))
+        answers = at_once(partial(post, "/api/v1/projects", name, ADMIN))
         assert statuses(answers) == {201: 1, 409: THREADS - 1}, [a.text for a in answers]
         refusals = {a.json()["detail"] for a in answers if a.status_code == 409}
         assert refusals == {f"a project named {name['name']!r} already exists"}
