@@ -12,8 +12,11 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.responses import Response
 
 from greenaudit import __version__
 from greenaudit.settings import Settings
@@ -126,6 +129,33 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         observability.worker_exited()
 
 
+class ErrorShapedCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS middleware, whose refused preflight answers the one error shape.
+
+    Starlette answers a refused preflight in plain text; every other error of the service is
+    ``{"error": code, "detail": ...}``, and a script that reads errors should not need a case.
+    """
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        answer = super().preflight_response(request_headers)
+        if answer.status_code < 400:
+            return answer
+        refusal = bytes(answer.body).decode()  # "Disallowed CORS origin, method"
+        headers = {
+            name: value
+            for name, value in answer.headers.items()
+            if name not in ("content-length", "content-type")
+        }
+        return JSONResponse(
+            {
+                "error": "cors_refused",
+                "detail": f"{refusal}; the allowed origins are set by GREENAUDIT_CORS_ORIGINS",
+            },
+            status_code=answer.status_code,
+            headers=headers,
+        )
+
+
 class InsecureConfiguration(RuntimeError):
     """The service will not start: its configuration would leave it open."""
 
@@ -159,7 +189,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=int(settings.max_body_mb * 1024 * 1024))
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            ErrorShapedCORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "x-api-token"],

@@ -189,7 +189,9 @@ def scaling_scatter(
             text=part["label"],
             marker={"color": colour, "size": 8},
         )
-    frontier = runs[runs["frontier"]].sort_values("x")
+    # As a boolean mask: an empty column has dtype object, and indexing by it would select
+    # columns (none), not rows, leaving no "x" to sort by.
+    frontier = runs[runs["frontier"].astype(bool)].sort_values("x")
     if not frontier.empty:
         figure.add_scatter(
             x=frontier["x"],

@@ -23,6 +23,7 @@ from ..auth import Principal
 from ..budgets import service as budgets
 from ..budgets.schemas import BudgetOut
 from ..errors import InvalidInput, NotFound
+from ..idempotent import insert_if_absent
 from ..models import Alert, Budget, Run, Webhook, utcnow
 from . import repository
 from .schemas import AlertKind, AlertOut, Delivery, WebhookIn, WebhookOut
@@ -264,13 +265,13 @@ def set_webhook(
         check_url(body.url, allow_private)
     except UnsafeWebhook as error:
         raise InvalidInput(str(error)) from None
-    hook = session.get(Webhook, caller.project_id)
-    if hook is None:
-        hook = Webhook(project_id=caller.project_id, url=body.url, secret=body.secret)
-        session.add(hook)
-    else:
+    # Inserted unless present, so that webhooks set at the same moment all answer 200.
+    values = {"project_id": caller.project_id, "url": body.url, "secret": body.secret}
+    created = insert_if_absent(session, Webhook, values, ["project_id"])
+    hook = session.get_one(Webhook, caller.project_id)
+    if not created:
         hook.url, hook.secret, hook.created_at = body.url, body.secret, utcnow()
-    session.flush()
+        session.flush()
     return WebhookOut.model_validate(hook)
 
 

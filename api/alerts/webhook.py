@@ -27,6 +27,7 @@ TIMESTAMP_HEADER = "X-Greenaudit-Timestamp"
 ALERT_HEADER = "X-Greenaudit-Alert"
 TIMEOUT_S = 5.0  # to connect, and between any two reads or writes
 DEADLINE_S = 15.0  # for one whole post
+MAX_PORT = 65535
 
 
 class UnsafeWebhook(ValueError):
@@ -63,6 +64,8 @@ def check_url(url: str, allow_private: bool) -> None:
         raise UnsafeWebhook(f"not a valid host name: {error}") from None
     if parsed.scheme not in ("http", "https") or not host:
         raise UnsafeWebhook("the webhook URL must be http:// or https:// with a host")
+    if parsed.port is not None and not 1 <= parsed.port <= MAX_PORT:
+        raise UnsafeWebhook(f"port {parsed.port} is not a TCP port: give one of 1 to {MAX_PORT}")
     if allow_private:
         return
     try:

@@ -17,6 +17,7 @@ from greenaudit.units import G_PER_KG
 from ..analytics.schemas import DEFAULT_DIRECTION, Direction
 from ..auth import Principal
 from ..errors import NotFound
+from ..idempotent import insert_if_absent
 from ..models import Budget, Run, utcnow
 from ..runs.service import get_run
 from . import repository
@@ -217,11 +218,17 @@ def _own_budget(session: Session, caller: Principal, budget_id: uuid.UUID) -> Bu
 def set_budget(session: Session, caller: Principal, body: BudgetIn) -> tuple[BudgetOut, bool]:
     """Create the budget of a scope and period, or replace its limits. Returns (it, created)."""
     group = body.group or ""
-    budget = session.scalar(repository.budget_in_scope(caller.project_id, group, body.period.value))
-    created = budget is None
-    if budget is None:
-        budget = Budget(project_id=caller.project_id, group_name=group, period=body.period.value)
-        session.add(budget)
+    scope = {"project_id": caller.project_id, "group_name": group, "period": body.period.value}
+    # Inserted unless present, so that budgets set at the same moment answer 201 once, then 200.
+    created = insert_if_absent(
+        session,
+        Budget,
+        {**scope, "limit_kg_co2": body.limit_kg_co2, "limit_kwh": body.limit_kwh},
+        list(scope),
+    )
+    budget = session.scalars(
+        repository.budget_in_scope(caller.project_id, group, body.period.value)
+    ).one()
     budget.limit_kg_co2 = body.limit_kg_co2
     budget.limit_kwh = body.limit_kwh
     budget.updated_at = utcnow()

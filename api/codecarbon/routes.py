@@ -10,11 +10,11 @@ answered 201), with the key in the ``x-api-token`` header. The schemas are CodeC
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from greenaudit.schemas import MAX_NAME_LENGTH, NO_NUL, UtcDatetime
 
@@ -70,6 +70,18 @@ class CodeCarbonEmission(BaseModel):
     gpu_energy: Float
     ram_energy: Float
     energy_consumed: Float
+
+    @model_validator(mode="after")
+    def _starts_in_a_year(self) -> CodeCarbonEmission:
+        # The interval's start is its timestamp less its duration: it must be a date as well.
+        try:
+            self.timestamp - timedelta(seconds=self.duration)
+        except OverflowError:
+            raise ValueError(
+                f"an interval of {self.duration} s ending at {self.timestamp.isoformat()} "
+                "would begin before year 1"
+            ) from None
+        return self
 
 
 class Created(BaseModel):

@@ -8,6 +8,7 @@ from greenaudit.schemas import DatasetProfileIn
 
 from ..auth import Principal
 from ..errors import Conflict
+from ..idempotent import insert_if_absent
 from ..models import DatasetProfile
 from .schemas import DatasetProfileOut
 
@@ -15,7 +16,11 @@ from .schemas import DatasetProfileOut
 def put_profile(
     session: Session, caller: Principal, body: DatasetProfileIn
 ) -> tuple[DatasetProfileOut, bool]:
-    """Store a dataset's profile once per (name, version); returns it and whether it is new."""
+    """Store a dataset's profile once per (name, version); returns it and whether it is new.
+
+    Sending the same profile again, or at the same moment from several ranks, answers with
+    the stored one; a different profile under the same name and version is a conflict.
+    """
     if body.class_counts is not None:
         num_classes = sum(1 for count in body.class_counts if count > 0)
         entropy_bits = label_entropy_bits(body.class_counts)
@@ -29,36 +34,34 @@ def put_profile(
             uniform_entropy_bits(body.num_classes),
             body.sample_count,
         )
-    stored = session.scalar(
+    values = {
+        "project_id": caller.project_id,
+        "name": body.name,
+        "version": body.version,
+        "num_classes": num_classes,
+        "sample_count": sample_count,
+        "entropy_bits": entropy_bits,
+    }
+    if body.class_counts is not None:  # left out, it is SQL NULL, not the JSON value null
+        values["class_counts"] = body.class_counts
+    created = insert_if_absent(session, DatasetProfile, values, ["project_id", "name", "version"])
+    stored = session.scalars(
         select(DatasetProfile).where(
             DatasetProfile.project_id == caller.project_id,
             DatasetProfile.name == body.name,
             DatasetProfile.version == body.version,
         )
-    )
-    if stored is not None:
-        if (stored.class_counts, stored.num_classes, stored.sample_count) != (
-            body.class_counts,
-            num_classes,
-            sample_count,
-        ):
-            raise Conflict(
-                f"dataset {body.name!r} version {body.version!r} already has a different "
-                "profile; give the changed dataset a new version"
-            )
-        return DatasetProfileOut.model_validate(stored), False
-    profile = DatasetProfile(
-        project_id=caller.project_id,
-        name=body.name,
-        version=body.version,
-        num_classes=num_classes,
-        sample_count=sample_count,
-        class_counts=body.class_counts,
-        entropy_bits=entropy_bits,
-    )
-    session.add(profile)
-    session.flush()
-    return DatasetProfileOut.model_validate(profile), True
+    ).one()
+    if not created and (stored.class_counts, stored.num_classes, stored.sample_count) != (
+        body.class_counts,
+        num_classes,
+        sample_count,
+    ):
+        raise Conflict(
+            f"dataset {body.name!r} version {body.version!r} already has a different "
+            "profile; give the changed dataset a new version"
+        )
+    return DatasetProfileOut.model_validate(stored), created
 
 
 def list_profiles(session: Session, caller: Principal, name: str | None) -> list[DatasetProfileOut]:

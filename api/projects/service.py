@@ -6,6 +6,7 @@ from sqlalchemy.orm import Session
 
 from ..auth import Scope, hash_key, new_key
 from ..errors import Conflict, NotFound
+from ..idempotent import insert_if_absent
 from ..models import ApiKey, Budget, Project, utcnow
 from . import repository
 from .schemas import KeyIssued, KeyOut, ProjectCreate, ProjectCreated, ProjectOut
@@ -33,11 +34,16 @@ def issue_key(session: Session, project: Project, scope: Scope, name: str | None
 
 
 def create_project(session: Session, body: ProjectCreate) -> ProjectCreated:
-    if session.scalar(repository.project_by_name(body.name)) is not None:
+    """Create a project with its first two keys; a name already taken is a conflict.
+
+    Not answered as a retry (200) like other creates: the keys are shown only once, so a
+    second create of a name can only be refused, and it is refused the same way when the two
+    arrive at the same moment.
+    """
+    project_id = uuid.uuid4()
+    if not insert_if_absent(session, Project, {"id": project_id, "name": body.name}, ["name"]):
         raise Conflict(f"a project named {body.name!r} already exists")
-    project = Project(name=body.name)
-    session.add(project)
-    session.flush()
+    project = session.get_one(Project, project_id)
     if body.budget_kg_co2 is not None:
         session.add(
             Budget(

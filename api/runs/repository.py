@@ -187,6 +187,9 @@ RUN_FOR_INGEST = select(
     _run.pue,
     _run.hardware,
     _run.last_seen_at,
+    _run.status,
+    _run.ended_at,
+    _run.group_name,
 ).where(_run.id == bindparam("run_id"))
 RUN_FOR_INGEST_LOCKED = RUN_FOR_INGEST.with_for_update()
 RUN_SEEN = (
@@ -202,8 +205,16 @@ RUN_INTENSITY = (
         carbon_intensity_source=bindparam("source"),
     )
 )
-SAMPLES_OF_RUN = select(RunEnergyTotals.__table__.c.samples).where(
-    RunEnergyTotals.__table__.c.run_id == bindparam("run_id")
+_sample = EnergySample.__table__.c
+#: The next seq of one rank of a run: one past the highest stored (an index range's end).
+NEXT_SEQ = select(func.coalesce(func.max(_sample.seq) + 1, 0)).where(
+    _sample.run_id == bindparam("run_id"), _sample.rank == bindparam("rank")
+)
+RUN_REOPEN = (
+    update(Run)
+    .where(Run.id == bindparam("run_id"))
+    .values(status=bindparam("status"), ended_at=None)
+    .execution_options(synchronize_session=False)
 )
 
 

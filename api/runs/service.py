@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
-from datetime import timedelta
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, Select, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from greenaudit.schemas import (
@@ -27,6 +26,7 @@ from greenaudit.units import G_PER_KG, J_PER_KWH, SECONDS_PER_HOUR
 
 from ..auth import Principal
 from ..errors import Conflict, InvalidInput, NotFound
+from ..idempotent import insert_if_absent
 from ..models import EnergySample, Run, utcnow
 from . import repository
 from .schemas import (
@@ -137,62 +137,67 @@ def run_detail(session: Session, caller: Principal, run_id: uuid.UUID) -> RunOut
 def create_run(session: Session, caller: Principal, body: RunCreate) -> tuple[RunOut, bool]:
     """Create a run, or return the one a retried request already made.
 
-    Returns the run and whether it was created now.
+    Returns the run and whether it was created now. Every rank of a job creates the one run
+    it reports into, at the same moment: the row is inserted unless present, so one request
+    creates it and the others answer as retries (200), on both databases.
     """
     if body.project is not None:
         check_project_filter(session, caller, RunFilters(project=body.project))
     existing = session.get(Run, body.id)
     if existing is not None:
-        if existing.project_id != caller.project_id:
-            raise Conflict(f"run id {body.id} is already in use; generate a new UUID")
-        stored = {**_run_fields(existing), "group": existing.group_name}
-        differing = [f for f in IDENTITY_FIELDS if stored[f] != _identity_value(body, f)]
-        if differing:
-            raise Conflict(f"run {body.id} already exists with different {', '.join(differing)}")
-        return _with_totals(session, [existing])[0], False
+        return _as_retry(session, caller, existing, body), False
 
     if body.parent_run_id is not None:
         parent = session.get(Run, body.parent_run_id)
         if parent is None or parent.project_id != caller.project_id:
             raise NotFound(f"parent run {body.parent_run_id} not found")
 
-    run = Run(
-        id=body.id,
-        project_id=caller.project_id,
-        name=body.name,
-        kind=body.kind.value,
-        status=RunStatus.running.value,
-        model=body.model,
-        model_params=body.model_params,
-        flops=body.flops,
-        dataset=body.dataset,
-        dataset_version=body.dataset_version,
-        dataset_size=body.dataset_size,
-        task=body.task,
-        primary_metric=body.primary_metric,
-        parent_run_id=body.parent_run_id,
-        group_name=body.group,
-        node=body.hardware.node,
-        world_size=body.hardware.world_size,
-        hardware=body.hardware.model_dump(mode="json"),
-        country_iso=body.country_iso,
-        carbon_intensity_g_per_kwh=body.carbon_intensity_g_per_kwh,
-        carbon_intensity_source=body.carbon_intensity_source,
-        pue=body.pue,
-        meta=body.meta,
-        started_at=body.started_at,
-        last_seen_at=utcnow(),
-    )
-    session.add(run)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError:
-        # Another request created the same id a moment ago: answer as for a retry.
-        if run in session:
-            session.expunge(run)
-        return create_run(session, caller, body)
+    values = {
+        "id": body.id,
+        "project_id": caller.project_id,
+        "name": body.name,
+        "kind": body.kind.value,
+        "status": RunStatus.running.value,
+        "model": body.model,
+        "model_params": body.model_params,
+        "flops": body.flops,
+        "dataset": body.dataset,
+        "dataset_version": body.dataset_version,
+        "dataset_size": body.dataset_size,
+        "task": body.task,
+        "primary_metric": body.primary_metric,
+        "parent_run_id": body.parent_run_id,
+        "group_name": body.group,
+        "node": body.hardware.node,
+        "world_size": body.hardware.world_size,
+        "hardware": body.hardware.model_dump(mode="json"),
+        "country_iso": body.country_iso,
+        "carbon_intensity_g_per_kwh": body.carbon_intensity_g_per_kwh,
+        "carbon_intensity_source": body.carbon_intensity_source,
+        "pue": body.pue,
+        "meta": body.meta,
+        "started_at": body.started_at,
+        "last_seen_at": utcnow(),
+    }
+    created = insert_if_absent(session, Run, values, ["id"])
+    run = session.get(Run, body.id)
+    assert run is not None  # inserted now, or by the request that won the race
+    if not created:
+        return _as_retry(session, caller, run, body), False
     return _with_totals(session, [run])[0], True
+
+
+def _as_retry(session: Session, caller: Principal, existing: Run, body: RunCreate) -> RunOut:
+    """The answer to a create of a run id that is stored: the same run, or an error."""
+    if existing.project_id != caller.project_id:
+        # Like every other access to another project's run: not found, not "taken", so the
+        # answer says nothing about the other project.
+        raise NotFound(f"run {body.id} not found; a new run needs a new UUID")
+    stored = {**_run_fields(existing), "group": existing.group_name}
+    differing = [f for f in IDENTITY_FIELDS if stored[f] != _identity_value(body, f)]
+    if differing:
+        raise Conflict(f"run {body.id} already exists with different {', '.join(differing)}")
+    return _with_totals(session, [existing])[0]
 
 
 def _identity_value(body: RunCreate, field: str) -> Any:
@@ -253,6 +258,33 @@ def ingest_target(
     return run
 
 
+#: How much later than a finished run's end a sample may begin and still count: the clocks of a
+#: run's nodes (each rank stamps its own samples) may disagree by a little.
+END_CLOCK_ALLOWANCE = timedelta(seconds=5)
+_END_STATUSES = frozenset(status.value for status in CLIENT_END_STATUSES)
+
+
+def check_measured_before_end(run: Row[Any], starts: Iterable[tuple[str, datetime]]) -> None:
+    """Refuse (409 ``run_finished``) samples that began after the run's end.
+
+    A finished run's totals are final. Anything measured before its end still counts, however
+    late it arrives: a spool re-sends after a lost answer or a restart, and the last interval
+    begins before ``ended_at`` and ends when the meter stops, after it. So the test is the
+    sample's start, not its end nor its arrival. ``starts`` gives (what, t_start) per sample.
+    """
+    if run.ended_at is None or run.status not in _END_STATUSES:
+        return
+    cutoff = run.ended_at + END_CLOCK_ALLOWANCE
+    for what, t_start in starts:
+        if t_start > cutoff:
+            raise Conflict(
+                f"{what} began at {t_start.isoformat()}, "
+                f"after run {run.id} ended as {run.status} at {run.ended_at.isoformat()}; "
+                "a finished run's totals are final",
+                code="run_finished",
+            )
+
+
 def _unique_items(
     items: list[dict[str, Any]], key_fields: tuple[str, str], label: str, where: str
 ) -> dict[tuple[Any, Any], dict[str, Any]]:
@@ -311,6 +343,10 @@ def ingest_energy(
             if method is not None:
                 values[f"{component}_method"] = method.value
     sent = _unique_items(samples, repository.SAMPLE_KEY, SAMPLE_LABEL, "samples")
+    check_measured_before_end(
+        run,
+        ((f"energy sample {SAMPLE_LABEL.format(*key)}", v["t_start"]) for key, v in sent.items()),
+    )
     kg_per_kwh = run.carbon_intensity_g_per_kwh / G_PER_KG * run.pue
     rows = []
     # One order for every batch, so concurrent batches on the same keys cannot deadlock.

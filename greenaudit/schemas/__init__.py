@@ -12,7 +12,10 @@ ones. They import only pydantic, so the client-only install can use them.
 from .base import (
     CLIENT_END_STATUSES,
     MAX_BATCH_ITEMS,
+    MAX_EXACT_COUNT,
+    MAX_GRID_INTENSITY_G_PER_KWH,
     MAX_META_BYTES,
+    MAX_META_DEPTH,
     MAX_NAME_LENGTH,
     NO_NUL,
     BatchResult,
@@ -46,6 +49,9 @@ from .requests import (
 __all__ = [
     "CLIENT_END_STATUSES",
     "MAX_BATCH_ITEMS",
+    "MAX_EXACT_COUNT",
+    "MAX_GRID_INTENSITY_G_PER_KWH",
+    "MAX_META_DEPTH",
     "MAX_META_BYTES",
     "MAX_NAME_LENGTH",
     "NO_NUL",

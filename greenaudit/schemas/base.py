@@ -19,6 +19,16 @@ MAX_BATCH_ITEMS = 5000
 MAX_NAME_LENGTH = 200
 #: Largest run metadata accepted, as JSON.
 MAX_META_BYTES = 65_536
+#: Largest count that a float (and so an entropy or a mean over it) still holds exactly.
+MAX_EXACT_COUNT = 2**53
+#: Highest carbon intensity of electricity accepted where it is derived rather than given,
+#: g CO2e/kWh. CodeCarbon's own tables put coal, the most carbon-intense source, at 995 g/kWh
+#: (``carbon_intensity_per_source.json``) and the most carbon-intense country mix, Turkmenistan's,
+#: at 1,306 g/kWh (``global_energy_mix.json``, 2023). 2,000 leaves room for any real grid and
+#: refuses only nonsense, such as 1e12 kg over 1e-300 kWh.
+MAX_GRID_INTENSITY_G_PER_KWH = 2000.0
+#: Deepest nesting of run metadata accepted (the object itself is level 1).
+MAX_META_DEPTH = 32
 
 
 class RunKind(str, Enum):
@@ -69,11 +79,36 @@ def _aware_utc(value: datetime) -> datetime:
         raise ValueError("timestamp is outside the years 1 to 9999 in UTC") from None
 
 
+def _check_depth(value: Any) -> None:
+    # Iterative, so that a hostile depth meets this limit and not Python's recursion limit.
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_META_DEPTH:
+            raise ValueError(f"meta nests deeper than {MAX_META_DEPTH} levels")
+        if isinstance(item, dict):
+            pending.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+
+
 def _json_object(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The one check of free-form JSON metadata, for every request that carries some.
+
+    Plain JSON only, storable as it is by both databases and by an export: no NaN or
+    infinity, no text that is not Unicode (a lone surrogate, which cannot be encoded as
+    UTF-8), at most ``MAX_META_DEPTH`` levels and ``MAX_META_BYTES``.
+    """
     if value is None:
         return None
+    _check_depth(value)
     try:
-        encoded = json.dumps(value, allow_nan=False)
+        encoded = json.dumps(value, allow_nan=False, ensure_ascii=False).encode()
+    except UnicodeEncodeError as error:  # before ValueError, of which it is one
+        bad = error.object[error.start : error.end]
+        raise ValueError(
+            f"meta holds text that is not valid Unicode ({bad!a}, a lone surrogate)"
+        ) from None
     except ValueError:
         raise ValueError("meta must be plain JSON: NaN and infinity are not allowed") from None
     if len(encoded) > MAX_META_BYTES:

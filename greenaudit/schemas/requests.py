@@ -10,6 +10,7 @@ from pydantic import ConfigDict, Field, model_validator
 from .base import (
     CLIENT_END_STATUSES,
     MAX_BATCH_ITEMS,
+    MAX_EXACT_COUNT,
     NO_NUL,
     Count,
     Energy,
@@ -240,7 +241,7 @@ class DatasetProfileIn(WireModel):
 
     name: Name
     version: Name = "default"
-    class_counts: list[Annotated[int, Field(ge=0, le=2**53)]] | None = Field(
+    class_counts: list[Annotated[int, Field(ge=0, le=MAX_EXACT_COUNT)]] | None = Field(
         default=None, min_length=1, max_length=100_000
     )
     num_classes: int | None = Field(default=None, ge=1, le=10_000_000)
@@ -250,6 +251,12 @@ class DatasetProfileIn(WireModel):
     def _one_source(self) -> DatasetProfileIn:
         if (self.class_counts is None) == (self.num_classes is None):
             raise ValueError("give exactly one of class_counts or num_classes")
-        if self.class_counts is not None and sum(self.class_counts) == 0:
-            raise ValueError("class_counts must not all be zero")
+        if self.class_counts is not None:
+            total = sum(self.class_counts)
+            if total == 0:
+                raise ValueError("class_counts must not all be zero")
+            # The total is the profile's sample count, and the entropy divides by it as a
+            # float: past 2**53 neither would be exact (and past 2**63 no column holds it).
+            if total > MAX_EXACT_COUNT:
+                raise ValueError(f"class_counts add up to {total}; at most 2**53 in all")
         return self

@@ -368,9 +368,10 @@ def admin_only(ctx: Ctx) -> None:
 def taken_id(ctx: Ctx) -> None:
     """Creating a run with B's run id cannot succeed and must not show B's run.
 
-    Run ids are client-made UUIDs in one key space for all projects, so the refusal (409,
-    "already in use") differs from the 201 a fresh id gets: it confirms that an id the caller
-    already holds exists. Random UUIDs cannot be enumerated, and nothing else of B's leaks.
+    Run ids are client-made UUIDs in one key space for all projects. The refusal is 404, like
+    every other access to B's data (it was 409 "already in use" before issue 16); it still
+    differs from the 201 a fresh id gets, but random UUIDs cannot be enumerated, and nothing
+    else of B's leaks.
     """
     assert ctx.response.status_code in (404, 409), ctx.fail("B's run id was accepted")
     assert_nothing_of(ctx, ctx.world.b)
