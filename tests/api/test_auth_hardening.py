@@ -168,7 +168,9 @@ def test_serve_refuses_a_failure_limit_it_cannot_use(
     monkeypatch.setenv("GREENAUDIT_ADMIN_TOKEN", ADMIN_TOKEN)
     monkeypatch.setenv("GREENAUDIT_HOME", str(tmp_path))
     monkeypatch.setenv("GREENAUDIT_AUTH_FAILURE_LIMIT", "many")
-    result = CliRunner().invoke(cli_app, ["serve", "--port", "1"])
+    # An address this machine does not have: were the setting let through, serving would fail
+    # at once (after migrating, which the last line catches) rather than serve for good.
+    result = CliRunner().invoke(cli_app, ["serve", "--host", "192.0.2.1", "--port", "1"])
     assert result.exit_code == 2
     assert "GREENAUDIT_AUTH_FAILURE_LIMIT='many' is not a rate" in " ".join(result.output.split())
     assert not (tmp_path / "greenaudit.db").exists()
@@ -208,7 +210,7 @@ def test_pattern_bytes_of_the_reported_token():
 def test_serve_refuses_the_reported_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("GREENAUDIT_ADMIN_TOKEN", "0123456789" * 4)
     monkeypatch.setenv("GREENAUDIT_HOME", str(tmp_path))
-    result = CliRunner().invoke(cli_app, ["serve", "--port", "1"])
+    result = CliRunner().invoke(cli_app, ["serve", "--host", "192.0.2.1", "--port", "1"])
     assert result.exit_code == 2
     output = " ".join(result.output.split())
     assert "the service will not start: GREENAUDIT_ADMIN_TOKEN is patterned" in output
