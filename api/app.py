@@ -34,7 +34,7 @@ from .datasets.routes import router as datasets_router
 from .db import make_engine, make_session_factory
 from .errors import install_error_handlers
 from .projects.routes import router as projects_router
-from .ratelimit import KeyRateLimiter
+from .ratelimit import FailedAuthThrottle, KeyRateLimiter
 from .runs import service as runs_service
 from .runs.routes import router as runs_router
 from .security import BodySizeLimitMiddleware, SecurityHeadersMiddleware
@@ -184,6 +184,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.write_sessions = make_session_factory(engine, writer=True)
     app.state.write_gate = asyncio.Lock() if engine.dialect.name == "sqlite" else None
     app.state.rate_limiter = KeyRateLimiter(settings.rate_limit, settings.rate_limit_storage)
+    app.state.auth_throttle = FailedAuthThrottle(
+        settings.auth_failure_limit, settings.rate_limit_storage
+    )
     install_error_handlers(app)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=int(settings.max_body_mb * 1024 * 1024))

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
+import zlib
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
@@ -100,15 +101,35 @@ def mark_key_used_in(session: Session, key_id: uuid.UUID) -> None:
 
 MIN_ADMIN_TOKEN_CHARS = 32
 MIN_ADMIN_TOKEN_DISTINCT = 10
+# A token must not be describable in fewer bytes than this, so at most 8 bits a byte leaves it
+# no fewer than 128 bits for a guesser who knows the pattern.
+MIN_ADMIN_TOKEN_DEFLATED_BYTES = 16
 NEW_TOKEN_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+_DEFLATE_FRAME = len(zlib.compress(b"", 9))
+
+
+def _deflated_bytes(data: bytes) -> int:
+    """Bytes zlib needs for ``data``, less its fixed header and checksum."""
+    return len(zlib.compress(data, 9)) - _DEFLATE_FRAME
+
+
+def pattern_bytes(token: str) -> int:
+    """How short a description of ``token`` zlib finds, in bytes: its text or its steps.
+
+    The steps are the differences between successive code points (mod 256), so a run like
+    ``abcdef...`` deflates as well as a repetition like ``0123456789`` x 4 does. A random token of
+    32 URL-safe characters deflates to about 30 bytes either way; a patterned one to under 10.
+    """
+    steps = bytes((ord(b) - ord(a)) % 256 for a, b in zip(token, token[1:], strict=False))
+    return min(_deflated_bytes(token.encode()), _deflated_bytes(steps))
 
 
 def admin_token_problem(token: str | None) -> str | None:
     """Why ``token`` may not guard project creation, or ``None`` when it may.
 
-    Only length and variety are judged: a token made by ``secrets.token_urlsafe(32)`` has 43
-    characters from 64, while the tokens people type by hand ("admin", "changeme", a repeated
-    letter) fail one or the other.
+    Length, variety and pattern are judged: a token made by ``secrets.token_urlsafe(32)`` has
+    43 characters from 64 with no pattern, while the tokens people type by hand ("admin",
+    "changeme", a repeated letter, ``0123456789`` four times, the alphabet) fail one of them.
     """
     if not token:
         return (
@@ -124,6 +145,13 @@ def admin_token_problem(token: str | None) -> str | None:
         return (
             f"GREENAUDIT_ADMIN_TOKEN is too repetitive ({len(set(token))} distinct characters; "
             f"at least {MIN_ADMIN_TOKEN_DISTINCT}). Make one with: {NEW_TOKEN_HINT}"
+        )
+    described = pattern_bytes(token)
+    if described < MIN_ADMIN_TOKEN_DEFLATED_BYTES:
+        return (
+            "GREENAUDIT_ADMIN_TOKEN is patterned: it repeats or runs in sequence, so zlib "
+            f"describes it in {described} bytes (at least {MIN_ADMIN_TOKEN_DEFLATED_BYTES}, "
+            f"128 bits, are needed). Make a random one with: {NEW_TOKEN_HINT}"
         )
     return None
 

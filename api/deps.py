@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,8 +19,11 @@ from .auth import (
     mark_key_used_in,
     parse_bearer,
 )
+from .errors import Unauthorized
+from .ratelimit import FailedAuthThrottle
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+T = TypeVar("T")
 
 
 # Dependencies that do no I/O are async: FastAPI runs a plain def in its thread pool, and the hop
@@ -76,9 +79,32 @@ AuthorizationHeader = Annotated[
 ]
 
 
+def client_address(request: Request) -> str:
+    """The caller's address; behind a proxy, uvicorn puts the forwarded one here."""
+    return request.client.host if request.client else "unknown"
+
+
+def throttled(request: Request, attempt: Callable[[], T]) -> T:
+    """Run one credential check, refused while the caller's address is over its failures.
+
+    An :class:`Unauthorized` from ``attempt`` counts as a failure of the address.
+    """
+    throttle: FailedAuthThrottle = request.app.state.auth_throttle
+    address = client_address(request)
+    throttle.check(address)
+    try:
+        return attempt()
+    except Unauthorized:
+        throttle.failed(address)
+        raise
+
+
 def authenticate(request: Request, session: Session, key: str) -> Principal:
-    """The caller behind ``key``: checked, counted against its rate limit, its use recorded."""
-    principal, stale = authenticate_key(session, key)
+    """The caller behind ``key``: checked, counted against its rate limit, its use recorded.
+
+    Failures count against the caller's address (:func:`throttled`).
+    """
+    principal, stale = throttled(request, lambda: authenticate_key(session, key))
     request.app.state.rate_limiter.admit(principal.key_id)
     if stale:
         # A writing request already holds the write lock, so it records the use itself; a
@@ -101,8 +127,12 @@ async def get_writer(principal: Annotated[Principal, Depends(get_principal)]) ->
     return principal
 
 
-async def require_admin(settings: SettingsDep, authorization: AuthorizationHeader = None) -> None:
-    check_admin_token(settings.admin_token, parse_bearer(authorization))
+def require_admin(
+    request: Request, settings: SettingsDep, authorization: AuthorizationHeader = None
+) -> None:
+    # A plain def: with a shared store the throttle's count is network I/O, kept off the loop.
+    presented = parse_bearer(authorization)
+    throttled(request, lambda: check_admin_token(settings.admin_token, presented))
 
 
 ReaderDep = Annotated[Principal, Depends(get_principal)]

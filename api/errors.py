@@ -184,7 +184,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         ),
         (
             429,
-            "Over the key's rate limit (GREENAUDIT_RATE_LIMIT); see Retry-After",
+            "Over the key's rate limit (GREENAUDIT_RATE_LIMIT), or too many failed "
+            "authentications from the address (GREENAUDIT_AUTH_FAILURE_LIMIT); see Retry-After",
             "rate_limited",
             "this key is over its rate limit of 1000 per 1 second; retry in 1 s",
         ),

@@ -1,7 +1,10 @@
-"""Request size limit, security headers on every response, and the dashboards' CSP."""
+"""Request size limit, security headers, the dashboards' CSP and their forms' origin check."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from .observability import ASGIApp, Message, Receive, Scope, Send
@@ -115,3 +118,52 @@ class BodySizeLimitMiddleware:
             if started:
                 raise
             await self._refusal()(scope, receive, send)
+
+
+# Sec-Fetch-Site values of a request this service's own pages made, or the user made directly.
+OWN_FETCH_SITES = frozenset({"same-origin", "none"})
+DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def _host_of(url: str) -> str | None:
+    """``host[:port]`` of an absolute URL, lower-cased, its scheme's default port dropped."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # a port out of range or not a number
+        return None
+    if not parts.scheme or not parts.hostname:
+        return None
+    if port is None or str(port) == DEFAULT_PORTS.get(parts.scheme):
+        return parts.hostname
+    return f"{parts.hostname}:{port}"
+
+
+def cross_site_problem(request: Request) -> str | None:
+    """Why a form post did not come from this service's own pages, or ``None`` when it did.
+
+    A browser marks where a request came from in headers no page can set: ``Sec-Fetch-Site``
+    (every current browser), ``Origin`` on every POST, ``Referer`` where the policy allows.
+    The service's pages send ``Referrer-Policy: no-referrer``, under which a browser posts
+    their forms with ``Origin: null``, so ``null`` is taken only with ``Sec-Fetch-Site:
+    same-origin`` beside it. A request with none of the three is not from a browser, so no
+    other site can have made it. Hosts are compared, not schemes: behind a proxy that ends
+    TLS the service sees ``http`` where the browser says ``https``.
+    """
+    own = _host_of(f"{request.url.scheme}://{request.headers.get('host', '')}")
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site.lower() not in OWN_FETCH_SITES:
+        return f"the browser says it came from another site (Sec-Fetch-Site: {site})"
+    origin = request.headers.get("origin")
+    if origin is not None and origin != "null":
+        if _host_of(origin) != own:
+            return f"it came from {origin}, not from this service ({own})"
+        return None
+    if site is not None:
+        return None
+    if origin == "null":
+        return "its origin is hidden (Origin: null) and the browser did not say it is this site"
+    referer = request.headers.get("referer")
+    if referer is not None and _host_of(referer) != own:
+        return f"it came from {_host_of(referer) or referer!r}, not from this service ({own})"
+    return None

@@ -124,7 +124,7 @@ def serve(
     import uvicorn
 
     from greenaudit.api.auth import admin_token_problem
-    from greenaudit.api.ratelimit import KeyRateLimiter, RateLimitConfigurationError
+    from greenaudit.api.ratelimit import RateLimitConfigurationError, check_rate_settings
 
     settings = _server_settings(database_url)
     problem = admin_token_problem(settings.admin_token)
@@ -132,7 +132,7 @@ def serve(
         _fail(f"the service will not start: {problem}")
     try:
         # Checked here, where it can be said plainly, rather than in each worker as it starts.
-        KeyRateLimiter(settings.rate_limit, settings.rate_limit_storage)
+        check_rate_settings(settings)
     except RateLimitConfigurationError as error:
         _fail(f"the service will not start: {error}")
     _upgrade(settings)

@@ -83,6 +83,12 @@ class Settings(BaseSettings):
         description="Service: requests allowed per project key, in the limits library's notation "
         "('1000/second', '20000/minute', '100/second;5000/hour'); 'off' disables it.",
     )
+    auth_failure_limit: str = Field(
+        default="20/minute",
+        description="Service: failed authentications (bad key, bad admin token, bad sign-in) "
+        "allowed per client address, in the same notation; past it the address gets 429 until "
+        "its oldest failure leaves the window. 'off' disables it.",
+    )
     rate_limit_storage: str = Field(
         default="memory://",
         description="Service: where rate-limit counters live. memory:// counts per worker "

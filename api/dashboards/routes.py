@@ -18,10 +18,11 @@ from greenaudit.schemas import RunStatus
 from greenaudit.units import significant
 
 from ..analytics.schemas import CostAxis, NofadeAxis, ReturnsAxis
-from ..auth import Principal, authenticate_key, parse_bearer
-from ..deps import SessionDep, authenticate
-from ..errors import InvalidInput, Unauthorized
+from ..auth import Principal, Scope, authenticate_key, parse_bearer
+from ..deps import SessionDep, authenticate, throttled
+from ..errors import InvalidInput, TooManyRequests, Unauthorized
 from ..runs.schemas import RunFilters, RunSort, SortOrder
+from ..security import cross_site_problem
 from . import service
 
 COOKIE = "greenaudit_key"
@@ -43,8 +44,34 @@ class SignInRequired(Exception):
         self.next_path = next_path
 
 
-def _render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    return HTMLResponse(templates.get_template(name).render(**context), status_code=status_code)
+class SignInThrottled(Exception):
+    """The browser's address is over its failed sign-ins; it is shown the wait, not JSON."""
+
+    def __init__(self, refusal: TooManyRequests, next_path: str) -> None:
+        self.refusal = refusal
+        self.next_path = next_path
+
+
+def _render(
+    name: str, status_code: int = 200, headers: dict[str, str] | None = None, **context: Any
+) -> HTMLResponse:
+    return HTMLResponse(
+        templates.get_template(name).render(**context), status_code=status_code, headers=headers
+    )
+
+
+def _sign_in_page(
+    next_path: str, error: str, status_code: int, headers: dict[str, str] | None = None
+) -> HTMLResponse:
+    return _render(
+        "login.html",
+        status_code=status_code,
+        headers=headers,
+        title="Sign in",
+        bare=True,
+        next=next_path,
+        error=error,
+    )
 
 
 def _caller(request: Request, session: SessionDep) -> Principal:
@@ -62,6 +89,8 @@ def _caller(request: Request, session: SessionDep) -> Principal:
         return authenticate(request, session, key)
     except Unauthorized as error:
         raise SignInRequired(request.url.path) from error
+    except TooManyRequests as error:
+        raise SignInThrottled(error, request.url.path) from error
 
 
 def install(app: FastAPI) -> None:
@@ -70,6 +99,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(SignInRequired)
     async def _sign_in(_request: Request, exc: SignInRequired) -> RedirectResponse:
         return RedirectResponse(f"/dashboards/login?next={quote(exc.next_path)}", status_code=303)
+
+    @app.exception_handler(SignInThrottled)
+    async def _throttled(_request: Request, exc: SignInThrottled) -> HTMLResponse:
+        return _sign_in_page(
+            _safe_next(exc.next_path),
+            f"Signing in is paused: {exc.refusal.detail}.",
+            exc.refusal.status_code,
+            exc.refusal.headers,
+        )
 
     app.include_router(router)
 
@@ -100,21 +138,47 @@ def login_form(next: str = "/dashboards/") -> HTMLResponse:  # noqa: A002 - the 
     return _render("login.html", title="Sign in", bare=True, next=_safe_next(next), error=None)
 
 
+def _cross_site_refusal(
+    request: Request, what: str, after: str, next_path: str
+) -> HTMLResponse | None:
+    """The 403 page for a sign-in or sign-out another site's page made the browser send."""
+    problem = cross_site_problem(request)
+    if problem is None:
+        return None
+    return _sign_in_page(next_path, f"This {what} was refused because {problem}. {after}", 403)
+
+
 @router.post("/login", response_model=None)
 async def login(request: Request, session: SessionDep) -> Response:
+    """Sign in with a project's read key, kept in a cookie for the dashboards.
+
+    Only from this service's own pages (:func:`cross_site_problem`), so no other site can sign a
+    browser in to a project of its choosing. Only read keys: the dashboards only read, and a
+    write key left in a browser is one more place to lose it. Failed keys count against the
+    address like any failed authentication.
+    """
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     key = (form.get("key") or [""])[0].strip()
     target = _safe_next((form.get("next") or ["/dashboards/"])[0])
+    refused = _cross_site_refusal(
+        request, "sign-in", "Nothing changed; to sign in, use this form.", target
+    )
+    if refused is not None:
+        return refused
     try:
-        authenticate_key(session, key)
+        principal, _stale = throttled(request, lambda: authenticate_key(session, key))
+    except TooManyRequests as error:
+        return _sign_in_page(
+            target, f"Signing in is paused: {error.detail}.", error.status_code, error.headers
+        )
     except Unauthorized as error:
-        return _render(
-            "login.html",
-            status_code=401,
-            title="Sign in",
-            bare=True,
-            next=target,
-            error=f"That key does not work: {error.detail}.",
+        return _sign_in_page(target, f"That key does not work: {error.detail}.", 401)
+    if principal.scope is not Scope.read:
+        return _sign_in_page(
+            target,
+            "That is the project's write key. The dashboards only read: sign in with the "
+            "project's read key (greenaudit project create prints both).",
+            403,
         )
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
@@ -128,8 +192,17 @@ async def login(request: Request, session: SessionDep) -> Response:
     return response
 
 
-@router.post("/logout")
-def logout() -> RedirectResponse:
+@router.post("/logout", response_model=None)
+def logout(request: Request) -> Response:
+    """Sign out: the cookie is cleared. Only from this service's own pages, like sign-in."""
+    refused = _cross_site_refusal(
+        request,
+        "sign-out",
+        "Nothing changed: sign out with the Sign out button of the dashboards' own pages.",
+        "/dashboards/",
+    )
+    if refused is not None:
+        return refused
     response = RedirectResponse("/dashboards/login", status_code=303)
     response.delete_cookie(COOKIE, path="/dashboards")
     return response
