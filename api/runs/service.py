@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, Select, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -16,6 +16,7 @@ from greenaudit.schemas import (
     BatchResult,
     EnergyBatch,
     EnergySampleIn,
+    MeasurementMethod,
     MetricBatch,
     Page,
     RunCreate,
@@ -40,6 +41,9 @@ from .schemas import (
     RunTotals,
     SortOrder,
 )
+
+if TYPE_CHECKING:
+    from ..db import AnySelect
 
 G_PER_KG = 1000.0
 LIVENESS_RESOLUTION = timedelta(seconds=5)
@@ -114,7 +118,9 @@ def _with_totals(session: Session, runs: Sequence[Run]) -> list[RunOut]:
             co2_kg=row.co2_kg if row else 0.0,
             gpu_hours=row.gpu_seconds / repository.SECONDS_PER_HOUR if row else 0.0,
             energy_samples=row.samples if row else 0,
-            methods={c: sorted(m) for c, m in methods[run.id].items()},  # type: ignore[misc]
+            methods={
+                c: [MeasurementMethod(v) for v in sorted(m)] for c, m in methods[run.id].items()
+            },
             j_per_sample=(
                 energy * J_PER_KWH / run.samples_processed if run.samples_processed else None
             ),
@@ -237,7 +243,7 @@ def _conflict_detail(kind: str, key: str, stored: Any, sent: Any, fields: Sequen
 
 def ingest_target(
     session: Session, caller: Principal, run_id: uuid.UUID, *, lock: bool = False
-) -> Row[Any]:
+) -> repository.IngestRun:
     """The columns of a run that ingestion needs, if it is the caller's; 404 otherwise.
 
     Marks the run as heard from. ``lock`` holds the run's row until the transaction ends
@@ -270,7 +276,7 @@ def _unique_items(
 
 def _check_resent(
     session: Session,
-    stored: Callable[[list[tuple[Any, Any]]], Select[Any]],
+    stored: Callable[[list[tuple[Any, Any]]], AnySelect],
     sent: dict[tuple[Any, Any], dict[str, Any]],
     inserted: set[tuple[Any, Any]],
     key_fields: tuple[str, str],
