@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from sqlalchemy import Select
+    from typing_extensions import Unpack
+
+    #: A SELECT of columns only known at run time (SQLAlchemy types a Select by its columns').
+    AnySelect: TypeAlias = Select[Unpack[tuple[Any, ...]]]
 
 from greenaudit.settings import Settings
 

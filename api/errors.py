@@ -7,6 +7,7 @@ Every error leaves the service as ``{"error": code, "detail": ...}``. Code below
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -40,39 +41,46 @@ class GreenauditError(Exception):
         if status_code is not None:
             self.status_code = status_code
 
-
-class NotFound(GreenauditError):
-    status_code = 404
-    code = "not_found"
-
-
-class Conflict(GreenauditError):
-    status_code = 409
-    code = "conflict"
-
-
-class Unauthorized(GreenauditError):
-    status_code = 401
-    code = "unauthorized"
+    def __init_subclass__(
+        cls, *, status_code: int | None = None, code: str | None = None, **kwargs: Any
+    ) -> None:
+        # A kind of error states its status and code once, in its class line.
+        super().__init_subclass__(**kwargs)
+        if status_code is not None:
+            cls.status_code = status_code
+        if code is not None:
+            cls.code = code
 
 
-class Forbidden(GreenauditError):
-    status_code = 403
-    code = "forbidden"
+class NotFound(GreenauditError, status_code=404, code="not_found"):
+    """No such resource in the caller's project."""
 
 
-class TooManyRequests(GreenauditError):
-    status_code = 429
-    code = "rate_limited"
+class Conflict(GreenauditError, status_code=409, code="conflict"):
+    """The request contradicts what is stored."""
 
 
-class InvalidInput(GreenauditError):
-    status_code = 422
-    code = "validation_error"
+class Unauthorized(GreenauditError, status_code=401, code="unauthorized"):
+    """A missing, unknown or revoked key."""
 
 
-def _body(code: str, detail: Any) -> dict[str, Any]:
-    return {"error": code, "detail": detail}
+class Forbidden(GreenauditError, status_code=403, code="forbidden"):
+    """The key lacks the scope the request needs."""
+
+
+class TooManyRequests(GreenauditError, status_code=429, code="rate_limited"):
+    """The key is over its rate limit."""
+
+
+class InvalidInput(GreenauditError, status_code=422, code="validation_error"):
+    """Input of the right shape that the service still cannot use."""
+
+
+def _answer(
+    code: str, detail: Any, status_code: int, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """The one error shape, ``{"error": code, "detail": ...}``, with its HTTP status."""
+    return JSONResponse({"error": code, "detail": detail}, status_code=status_code, headers=headers)
 
 
 def _readable_validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -94,49 +102,38 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(GreenauditError)
     async def _greenaudit_error(_request: Request, exc: GreenauditError) -> JSONResponse:
-        return JSONResponse(
-            _body(exc.code, exc.detail), status_code=exc.status_code, headers=exc.headers
-        )
+        return _answer(exc.code, exc.detail, exc.status_code, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(
-            _body("validation_error", _readable_validation_errors(exc)), status_code=422
-        )
+        return _answer("validation_error", _readable_validation_errors(exc), 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
             exc.status_code, "http_error"
         )
-        return JSONResponse(
-            _body(code, exc.detail), status_code=exc.status_code, headers=exc.headers
-        )
+        return _answer(code, exc.detail, exc.status_code, exc.headers)
 
     @app.exception_handler(OperationalError)
     async def _database_unavailable(_request: Request, exc: OperationalError) -> JSONResponse:
         logger.error("database unavailable: %s", exc.orig)
-        return JSONResponse(
-            _body("database_unavailable", "the database cannot be reached; retry later"),
-            status_code=503,
-            headers={"Retry-After": "5"},
+        return _answer(
+            "database_unavailable",
+            "the database cannot be reached; retry later",
+            503,
+            {"Retry-After": "5"},
         )
 
     @app.exception_handler(IntegrityError)
     async def _integrity(_request: Request, exc: IntegrityError) -> JSONResponse:
         # Services check uniqueness first; this answers the rare race they cannot see.
-        return JSONResponse(
-            _body("conflict", "the request conflicts with data stored at the same moment"),
-            status_code=409,
-        )
+        return _answer("conflict", "the request conflicts with data stored at the same moment", 409)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error", exc_info=exc)
-        return JSONResponse(
-            _body("internal_error", "an unexpected error occurred; it has been logged"),
-            status_code=500,
-        )
+        return _answer("internal_error", "an unexpected error occurred; it has been logged", 500)
 
 
 #: OpenAPI description of the error shape, attached to every route.

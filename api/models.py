@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -67,6 +68,11 @@ def utcnow() -> datetime:
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+    if TYPE_CHECKING:
+        # Every model here is declared with a __tablename__, so it is mapped to a Table;
+        # SQLAlchemy types __table__ as any FromClause (a model may map a subquery).
+        __table__: ClassVar[Table]
 
 
 class Project(Base):
@@ -148,13 +154,25 @@ class Run(Base):
     )
 
 
-class EnergySample(Base):
+class _RunSeries:
+    """The first columns of a series table: its own row id, and the run the row belongs to."""
+
+    # A 64-bit id on PostgreSQL; SQLite's autoincrement key must be its INTEGER rowid. The
+    # sort orders keep these two first in the table, as a class's own columns would be.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+        sort_order=-2,
+    )
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("run.id", ondelete="CASCADE"), sort_order=-1
+    )
+
+
+class EnergySample(_RunSeries, Base):
     __tablename__ = "energy_sample"
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
-    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"))
     rank: Mapped[int] = mapped_column(Integer)
     seq: Mapped[int] = mapped_column(BigInteger)
     t_start: Mapped[datetime]
@@ -181,13 +199,9 @@ class EnergySample(Base):
     )
 
 
-class MetricPoint(Base):
+class MetricPoint(_RunSeries, Base):
     __tablename__ = "metric_point"
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
-    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     step: Mapped[int] = mapped_column(BigInteger)
     epoch: Mapped[int | None] = mapped_column(BigInteger)

@@ -84,8 +84,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class ObservabilityMiddleware:
-    """Counts and times every HTTP request and writes one JSON access-log line for it.
+class HttpMiddleware:
+    """Plain ASGI middleware that handles HTTP requests and passes anything else through.
 
     Plain ASGI rather than Starlette's BaseHTTPMiddleware, which would add a task and a stream
     per request to the ingestion path.
@@ -98,6 +98,17 @@ class ObservabilityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one HTTP request, usually by calling ``self.app`` around it."""
+        raise NotImplementedError
+
+
+class ObservabilityMiddleware(HttpMiddleware):
+    """Counts and times every HTTP request and writes one JSON access-log line for it."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status = 500  # what the client sees if the app fails before answering
         received = 0

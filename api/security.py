@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from .observability import ASGIApp, Message, Receive, Scope, Send
+from .observability import ASGIApp, HttpMiddleware, Message, Receive, Scope, Send
 
 # The dashboards load only what the service itself serves: plotly.min.js and dashboards.js
 # from /dashboards/static, no inline script and no eval. Styles may be inline because plotly
@@ -36,19 +36,13 @@ DASHBOARD_RESPONSE = [
 ]
 
 
-class SecurityHeadersMiddleware:
+class SecurityHeadersMiddleware(HttpMiddleware):
     """Adds ``nosniff`` and ``no-referrer`` everywhere, and the CSP to dashboard pages.
 
     The API docs at ``/docs`` load Swagger UI from a CDN, so the CSP is kept to the dashboards.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         extra = EVERY_RESPONSE
         if scope["path"].startswith("/dashboards"):
             extra = EVERY_RESPONSE + DASHBOARD_RESPONSE
@@ -65,7 +59,7 @@ class _BodyTooLarge(Exception):
     pass
 
 
-class BodySizeLimitMiddleware:
+class BodySizeLimitMiddleware(HttpMiddleware):
     """Answers 413, in the service's error shape, to a body over ``max_bytes``.
 
     A declared ``Content-Length`` over the limit is refused before anything is read; a body
@@ -75,7 +69,7 @@ class BodySizeLimitMiddleware:
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
 
     def _refusal(self) -> JSONResponse:
@@ -88,10 +82,7 @@ class BodySizeLimitMiddleware:
             status_code=413,
         )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 await self._refusal()(scope, receive, send)

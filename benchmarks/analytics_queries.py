@@ -26,7 +26,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import numpy as np
 import psycopg
-from common import fresh_database, libpq, serving
+from common import finish_copied_seed, fresh_database, libpq, serving
 from sqlalchemy.dialects import postgresql
 
 from greenaudit.api.analytics import repository
@@ -152,20 +152,7 @@ def seed(url: str, runs: int, points: int) -> tuple[str, str]:
             connection, "metric_point", ["run_id", "name", "step", "value", "time"], big_points
         )
         copy_rows(connection, "energy_sample", ENERGY_SAMPLE_COLUMNS, big_energy)
-        # COPY bypasses ingestion, so fill the running totals it would have kept.
-        connection.execute(
-            "INSERT INTO run_energy_totals (run_id, cpu_kwh, gpu_kwh, ram_kwh, co2_kg, "
-            "gpu_seconds, samples) SELECT run_id, COALESCE(SUM(cpu_kwh), 0), 0, 0, "
-            "SUM(co2_kg), 0, COUNT(*) FROM energy_sample GROUP BY run_id"
-        )
-        connection.execute(
-            "INSERT INTO run_metric_stats (run_id, name, min_value, max_value, first_step, "
-            "last_step, points) SELECT run_id, name, MIN(value), MAX(value), MIN(step), "
-            "MAX(step), COUNT(*) FROM metric_point GROUP BY run_id, name"
-        )
-        connection.commit()
-        connection.autocommit = True
-        connection.execute("VACUUM ANALYZE")
+        finish_copied_seed(connection)
     return key, str(big)
 
 

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -23,6 +24,28 @@ POSTGRES_URL = os.environ.get(
 def libpq(url: str) -> str:
     """A SQLAlchemy PostgreSQL URL as psycopg's connection string."""
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def finish_copied_seed(connection: psycopg.Connection[Any]) -> None:
+    """Commit rows COPY put in, with the running totals ingestion would have kept, analysed.
+
+    COPY bypasses ingestion, so the per-run energy totals and metric ranges are filled here
+    from the rows themselves, as ingestion would have added them up.
+    """
+    connection.execute(
+        "INSERT INTO run_energy_totals (run_id, cpu_kwh, gpu_kwh, ram_kwh, co2_kg, "
+        "gpu_seconds, samples) SELECT run_id, COALESCE(SUM(cpu_kwh), 0), "
+        "COALESCE(SUM(gpu_kwh), 0), COALESCE(SUM(ram_kwh), 0), SUM(co2_kg), "
+        "SUM(duration_s * gpu_count), COUNT(*) FROM energy_sample GROUP BY run_id"
+    )
+    connection.execute(
+        "INSERT INTO run_metric_stats (run_id, name, min_value, max_value, first_step, "
+        "last_step, points) SELECT run_id, name, MIN(value), MAX(value), MIN(step), "
+        "MAX(step), COUNT(*) FROM metric_point GROUP BY run_id, name"
+    )
+    connection.commit()
+    connection.autocommit = True
+    connection.execute("VACUUM ANALYZE")
 
 
 @contextmanager

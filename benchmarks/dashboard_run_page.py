@@ -21,7 +21,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import psycopg
-from common import fresh_database, libpq, serving
+from common import finish_copied_seed, fresh_database, libpq, serving
 from playwright.sync_api import sync_playwright
 
 from greenaudit.api.auth import hash_key, new_key
@@ -88,18 +88,7 @@ def seed(url: str, samples: int) -> tuple[str, str]:
             cursor.copy("COPY metric_point (run_id, name, step, value, time) FROM STDIN") as copy,
         ):
             copy.write(points.read())
-        # COPY bypasses ingestion; fill the running totals it keeps.
-        connection.execute(
-            "INSERT INTO run_energy_totals SELECT run_id, SUM(cpu_kwh), SUM(gpu_kwh), 0, "
-            "SUM(co2_kg), SUM(duration_s * gpu_count), COUNT(*) FROM energy_sample GROUP BY run_id"
-        )
-        connection.execute(
-            "INSERT INTO run_metric_stats SELECT run_id, name, MIN(value), MAX(value), MIN(step), "
-            "MAX(step), COUNT(*) FROM metric_point GROUP BY run_id, name"
-        )
-        connection.commit()
-        connection.autocommit = True
-        connection.execute("VACUUM ANALYZE")
+        finish_copied_seed(connection)
     return key, str(run_id)
 
 

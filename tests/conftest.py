@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -162,12 +166,42 @@ class LiveServer:
     def write_key(self) -> str:
         return self.keys.write["Authorization"].split()[1]
 
+    def client_settings(self, home: Path, measure_interval_s: float) -> Settings:
+        """Client settings that send to this server with its write key, measured in France."""
+        return Settings(
+            home=home,
+            url=self.url,
+            api_key=self.write_key,
+            measure_interval_s=measure_interval_s,
+            country="FRA",
+        )
+
+
+def wait_until_healthy(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait for the service at ``url`` to answer /healthz; fail with its log if it exits first."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert server.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "greenaudit serve did not come up"
+        time.sleep(0.1)
+
+
+def keep_cpu_busy(seconds: float) -> None:
+    """Work the CPU for ``seconds`` of wall time, so that a tracker has energy to measure."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sum(range(10_000))
+
 
 @contextmanager
 def serving(app: Any) -> Iterator[str]:
     """Serve ``app`` on a real socket in a thread; yields its base URL."""
     import threading
-    import time
 
     import uvicorn
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
@@ -14,7 +13,7 @@ from greenaudit.api.db import make_engine
 from greenaudit.cli import app
 from greenaudit.settings import Settings
 
-from .conftest import ADMIN_TOKEN, LiveServer, fresh_postgres_database
+from .conftest import ADMIN_TOKEN, LiveServer, fresh_postgres_database, keep_cpu_busy
 
 runner = CliRunner()
 
@@ -173,9 +172,7 @@ def test_import_of_codecarbons_emissions_csv(
         measure_power_secs=1,
     )
     tracker.start()
-    deadline = time.monotonic() + 1.5
-    while time.monotonic() < deadline:
-        sum(range(10_000))
+    keep_cpu_busy(1.5)
     tracker.stop()
     final = tracker.final_emissions_data
     csv_path = tmp_path / "emissions.csv"

@@ -2,17 +2,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, Update, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..models import Alert, Budget, Run
 
+if TYPE_CHECKING:
+    from ..db import AnySelect
+
 
 def alerts_of_project(
     project_id: uuid.UUID, kind: str | None, run_id: uuid.UUID | None
-) -> Select[tuple[Alert]]:
+) -> Select[Alert]:
     query = select(Alert).where(Alert.project_id == project_id)
     if kind is not None:
         query = query.where(Alert.kind == kind)
@@ -21,7 +24,7 @@ def alerts_of_project(
     return query
 
 
-def count_of(query: Select[Any]) -> Select[tuple[int]]:
+def count_of(query: AnySelect) -> Select[int]:
     return select(func.count()).select_from(query.subquery())
 
 
@@ -35,18 +38,18 @@ def insert_alert(dialect: str, row: dict[str, Any]) -> Any:
     )
 
 
-def all_budgets() -> Select[tuple[Budget]]:
+def all_budgets() -> Select[Budget]:
     return select(Budget).order_by(Budget.project_id)
 
 
-def runs_to_watch(since: datetime) -> Select[tuple[Run]]:
+def runs_to_watch(since: datetime) -> Select[Run]:
     """Running runs with a planned total that were heard from since ``since``."""
     return select(Run).where(
         Run.status == "running", Run.total_steps.is_not(None), Run.last_seen_at >= since
     )
 
 
-def due_alerts(now: datetime, limit: int) -> Select[tuple[uuid.UUID]]:
+def due_alerts(now: datetime, limit: int) -> Select[uuid.UUID]:
     return (
         select(Alert.id)
         .where(

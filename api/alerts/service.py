@@ -13,10 +13,10 @@ import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select
 from sqlalchemy.orm import Session
 
 from ..auth import Principal
@@ -198,8 +198,12 @@ def deliver_due(
         # have taken minutes, and a claim that has already run out is no claim.
         claimed_at = max(now, utcnow())
         with sessions() as session, session.begin():
-            claimed = session.execute(
-                repository.claim(alert_id, claimed_at, claimed_at + timedelta(seconds=CLAIM_S))
+            # An UPDATE's result is a CursorResult; Session.execute is typed as any Result.
+            claimed = cast(
+                "CursorResult[Any]",
+                session.execute(
+                    repository.claim(alert_id, claimed_at, claimed_at + timedelta(seconds=CLAIM_S))
+                ),
             ).rowcount
             alert = session.get(Alert, alert_id) if claimed else None
             if alert is None:

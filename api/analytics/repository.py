@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Float, Select, String, cast, func, literal, select
 from sqlalchemy.ext.compiler import compiles
@@ -24,6 +24,9 @@ from ..models import (
 )
 from ..runs.repository import filter_conditions
 from ..runs.schemas import RunFilters
+
+if TYPE_CHECKING:
+    from ..db import AnySelect
 
 
 class epoch_seconds(FunctionElement[float]):  # noqa: N801 - reads as the SQL function it emits
@@ -51,7 +54,7 @@ def run_rows(
     metric: str,
     higher_is_better: bool,
     fields: Sequence[str],
-) -> Select[Any]:
+) -> AnySelect:
     """One row per run that logged ``metric``.
 
     Each row holds the run's id as text, whether it is a run of the published catalog, its
@@ -90,19 +93,21 @@ def run_rows(
     return query
 
 
-def run_labels(run_ids: Sequence[uuid.UUID]) -> Select[Any]:
+def run_labels(
+    run_ids: Sequence[uuid.UUID],
+) -> Select[uuid.UUID, str | None, str | None, str | None]:
     return select(Run.id, Run.name, Run.model, Run.dataset).where(Run.id.in_(run_ids))
 
 
-def profiles_for(project_ids: Sequence[uuid.UUID]) -> Select[tuple[DatasetProfile]]:
+def profiles_for(project_ids: Sequence[uuid.UUID]) -> Select[DatasetProfile]:
     return select(DatasetProfile).where(DatasetProfile.project_id.in_(project_ids))
 
 
-def project_named(name: str) -> Select[tuple[uuid.UUID]]:
+def project_named(name: str) -> Select[uuid.UUID]:
     return select(Project.id).where(Project.name == name)
 
 
-def metric_stats(run_id: uuid.UUID, metric: str) -> Select[tuple[RunMetricStats]]:
+def metric_stats(run_id: uuid.UUID, metric: str) -> Select[RunMetricStats]:
     """Count, range and step span of one metric of one run (kept by ingestion)."""
     return select(RunMetricStats).where(
         RunMetricStats.run_id == run_id, RunMetricStats.name == metric
@@ -110,6 +115,7 @@ def metric_stats(run_id: uuid.UUID, metric: str) -> Select[tuple[RunMetricStats]
 
 
 def _point_columns() -> tuple[Any, ...]:
+    # (step, time_s, value): the row type of the point queries below.
     return (MetricPoint.step, epoch_seconds(MetricPoint.time).label("time_s"), MetricPoint.value)
 
 
@@ -119,7 +125,7 @@ def first_point_past(
     threshold: float,
     higher_is_better: bool,
     inclusive: bool = False,
-) -> Select[Any]:
+) -> Select[int, float, float]:
     """The first point, by step, whose value is beyond ``threshold``.
 
     That is where the running best first gets beyond it: a running maximum first exceeds a
@@ -137,7 +143,9 @@ def first_point_past(
     )
 
 
-def sampled_points(run_id: uuid.UUID, metric: str, first_step: int, stride: int) -> Select[Any]:
+def sampled_points(
+    run_id: uuid.UUID, metric: str, first_step: int, stride: int
+) -> Select[int, float, float]:
     """Every ``stride``-th step of one metric (all of them when stride is 1), by step."""
     query = select(*_point_columns()).where(
         MetricPoint.run_id == run_id, MetricPoint.name == metric
@@ -147,7 +155,7 @@ def sampled_points(run_id: uuid.UUID, metric: str, first_step: int, stride: int)
     return query.order_by(MetricPoint.step)
 
 
-def last_point(run_id: uuid.UUID, metric: str) -> Select[Any]:
+def last_point(run_id: uuid.UUID, metric: str) -> Select[int, float, float]:
     return (
         select(*_point_columns())
         .where(MetricPoint.run_id == run_id, MetricPoint.name == metric)
@@ -156,7 +164,9 @@ def last_point(run_id: uuid.UUID, metric: str) -> Select[Any]:
     )
 
 
-def sample_buckets(run_id: uuid.UUID, per_bucket: int) -> Select[Any]:
+def sample_buckets(
+    run_id: uuid.UUID, per_bucket: int
+) -> Select[float, float, float, float, int, float | None, float | None, float | None]:
     """A run's energy samples, ``per_bucket`` consecutive ones of each rank at a time.
 
     Each bucket is the interval from its first start to its last end, with the energy and CO2

@@ -10,7 +10,7 @@ from greenaudit.schemas import MAX_NAME_LENGTH, NO_NUL
 
 from ..deps import ReaderDep, SessionDep
 from ..errors import ERROR_RESPONSES
-from ..runs.schemas import RunFilters
+from ..params import EpsilonFraction, Filters, run_metric
 from . import service
 from .schemas import (
     DEFAULT_DIRECTION,
@@ -42,7 +42,7 @@ Fraction = Annotated[float, Query(ge=0, le=1, allow_inf_nan=False)]
 def diminishing_returns(
     session: SessionDep,
     caller: ReaderDep,
-    filters: Annotated[RunFilters, Query()],
+    filters: Filters,
     x: Annotated[CostAxis, Query(description="the cost axis")] = CostAxis.co2_kg,
     metric: Metric = "accuracy",
     direction: Direction = DEFAULT_DIRECTION,
@@ -81,7 +81,7 @@ def diminishing_returns(
 def nofade_metric(
     session: SessionDep,
     caller: ReaderDep,
-    filters: Annotated[RunFilters, Query()],
+    filters: Filters,
     axis: Annotated[NofadeAxis, Query(description="the cost axis C")] = NofadeAxis.co2_kg,
     metric: Metric = "accuracy",
     group_by: GroupBy = GroupBy.dataset,
@@ -114,20 +114,10 @@ def run_returns(
     run_id: uuid.UUID,
     session: SessionDep,
     caller: ReaderDep,
-    metric: Annotated[
-        str | None,
-        Query(
-            max_length=MAX_NAME_LENGTH,
-            pattern=NO_NUL,
-            description="default: the run's primary metric",
-        ),
-    ] = None,
+    metric: Annotated[str | None, run_metric("default: the run's primary metric")] = None,
     direction: Direction = DEFAULT_DIRECTION,
     axis: ReturnsAxis = ReturnsAxis.energy_kwh,
-    epsilon_fraction: Annotated[
-        float,
-        Query(gt=0, le=0.5, allow_inf_nan=False, description="ε as a share of the metric's range"),
-    ] = 0.005,
+    epsilon_fraction: EpsilonFraction = 0.005,
     max_points: Annotated[int, Query(ge=10, le=100_000)] = 2000,
 ) -> ReturnsOut:
     """The metric against cumulative energy or CO2 within one run, and its plateau."""

@@ -6,7 +6,7 @@ import math
 import uuid
 from collections import defaultdict
 from dataclasses import asdict
-from typing import Any
+from typing import Any, SupportsIndex
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -133,7 +133,7 @@ def diminishing_returns(
     listed = np.arange(kept.size) if include_runs else np.nonzero(on_frontier)[0]
     labels = _labels(session, [run_ids[kept[i]] for i in listed])
 
-    def point(i: int) -> RunPoint:
+    def point(i: SupportsIndex) -> RunPoint:
         run_id = uuid.UUID(run_ids[kept[i]])
         label = labels[run_id]
         return RunPoint(
@@ -244,8 +244,8 @@ def nofade_report(
 
     # Runs sharing a dataset (and version) are computed together; reasons are kept per run.
     by_key: dict[tuple[Any, ...], list[int]] = defaultdict(list)
-    for i, key in enumerate(zip(is_published, datasets, versions, strict=True)):
-        by_key[key].append(i)
+    for i, source in enumerate(zip(is_published, datasets, versions, strict=True)):
+        by_key[source].append(i)
     by_profile: dict[uuid.UUID | None, list[int]] = defaultdict(list)
     chosen: dict[uuid.UUID, DatasetProfile] = {}
     for (from_catalog, dataset, version), members in by_key.items():
@@ -282,14 +282,14 @@ def nofade_report(
     scored = has_rho & has_cost
     nofade_arr = np.full(n, np.nan)
     nofade_arr[scored] = nofade.nofade_values(rho_arr[scored], cost_arr[scored], c0)
-    for i in np.nonzero(has_rho & ~has_cost)[0]:
+    for i in np.nonzero(has_rho & ~has_cost)[0].tolist():
         reasons[i] = f"the run has no {axis.value} cost"
 
     keys = datasets if group_by is GroupBy.dataset else tasks
     groups = []
     members_of: dict[str | None, list[int]] = defaultdict(list)
-    for i in np.nonzero(scored)[0]:
-        members_of[keys[i]].append(int(i))
+    for i in np.nonzero(scored)[0].tolist():
+        members_of[keys[i]].append(i)
     for key in sorted(members_of, key=str):
         index = np.array(members_of[key])
         saturation = nofade.saturation(cost_arr[index], rho_arr[index], thresholds)

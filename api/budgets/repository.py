@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select
 
 from ..models import Budget, EnergySample, MetricPoint, Run, RunEnergyTotals
 
 
-def budgets_of_project(project_id: uuid.UUID) -> Select[tuple[Budget]]:
+def budgets_of_project(project_id: uuid.UUID) -> Select[Budget]:
     return (
         select(Budget)
         .where(Budget.project_id == project_id)
@@ -19,13 +18,13 @@ def budgets_of_project(project_id: uuid.UUID) -> Select[tuple[Budget]]:
     )
 
 
-def budget_in_scope(project_id: uuid.UUID, group: str, period: str) -> Select[tuple[Budget]]:
+def budget_in_scope(project_id: uuid.UUID, group: str, period: str) -> Select[Budget]:
     return select(Budget).where(
         Budget.project_id == project_id, Budget.group_name == group, Budget.period == period
     )
 
 
-def budgets_over_run(run: Run) -> Select[tuple[Budget]]:
+def budgets_over_run(run: Run) -> Select[Budget]:
     """The project's budgets and its group's: those the run's spending counts against."""
     groups = [""] if run.group_name is None else ["", run.group_name]
     return (
@@ -50,7 +49,7 @@ def _in_scope(
 
 def spent_in_scope(
     project_id: uuid.UUID, group: str, start: datetime | None, end: datetime | None
-) -> Select[Any]:
+) -> Select[float, float, int]:
     """(kWh, kg CO2e, runs) of the runs in scope, from their running totals."""
     totals = RunEnergyTotals
     return (
@@ -67,11 +66,11 @@ def spent_in_scope(
 
 def running_in_scope(
     project_id: uuid.UUID, group: str, start: datetime | None, end: datetime | None
-) -> Select[tuple[Run]]:
+) -> Select[Run]:
     return select(Run).where(*_in_scope(project_id, group, start, end), Run.status == "running")
 
 
-def sample_progress(run_id: uuid.UUID) -> Select[Any]:
+def sample_progress(run_id: uuid.UUID) -> Select[int | None, float, float]:
     """Each sample's step, kWh and kg CO2e, in the order the samples ended (all ranks)."""
     sample = EnergySample
     kwh = (
@@ -86,7 +85,7 @@ def sample_progress(run_id: uuid.UUID) -> Select[Any]:
     )
 
 
-def metric_values(run_id: uuid.UUID, name: str) -> Select[Any]:
+def metric_values(run_id: uuid.UUID, name: str) -> Select[int, float]:
     return (
         select(MetricPoint.step, MetricPoint.value)
         .where(MetricPoint.run_id == run_id, MetricPoint.name == name)

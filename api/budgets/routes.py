@@ -3,13 +3,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
-
-from greenaudit.schemas import MAX_NAME_LENGTH, NO_NUL
+from fastapi import APIRouter, Response
 
 from ..analytics.schemas import DEFAULT_DIRECTION, Direction
 from ..deps import ReaderDep, SessionDep, WriterDep
 from ..errors import ERROR_RESPONSES
+from ..params import EpsilonFraction, created_or_stored, run_metric
 from . import service
 from .schemas import BudgetIn, BudgetOut, RunForecastOut
 
@@ -25,10 +24,7 @@ def set_budget(
     One budget per scope and period: posting again replaces its limits (200); a new one is
     201. The answer shows what is spent, forecast and remaining.
     """
-    budget, created = service.set_budget(session, caller, body)
-    if not created:
-        response.status_code = 200
-    return budget
+    return created_or_stored(response, service.set_budget(session, caller, body))
 
 
 @router.get("/api/v1/budgets", response_model=list[BudgetOut])
@@ -56,18 +52,10 @@ def run_forecast(
     session: SessionDep,
     caller: ReaderDep,
     metric: Annotated[
-        str | None,
-        Query(
-            max_length=MAX_NAME_LENGTH,
-            pattern=NO_NUL,
-            description="for the plateau; default: the run's primary metric",
-        ),
+        str | None, run_metric("for the plateau; default: the run's primary metric")
     ] = None,
     direction: Direction = DEFAULT_DIRECTION,
-    epsilon_fraction: Annotated[
-        float,
-        Query(gt=0, le=0.5, allow_inf_nan=False, description="ε as a share of the metric's range"),
-    ] = 0.005,
+    epsilon_fraction: EpsilonFraction = 0.005,
 ) -> RunForecastOut:
     """A running run's forecast total energy and CO2 with an interval, from its progress.
 

@@ -237,7 +237,8 @@ def set_budget(session: Session, caller: Principal, body: BudgetIn) -> tuple[Bud
 
 
 def list_budgets(session: Session, caller: Principal) -> list[BudgetOut]:
-    now, cache = utcnow(), {}
+    now = utcnow()
+    cache: ForecastCache = {}
     budgets = session.scalars(repository.budgets_of_project(caller.project_id)).all()
     return [budget_state(session, budget, now, cache) for budget in budgets]
 

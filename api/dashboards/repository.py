@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Date, Select, func, select
@@ -30,7 +30,7 @@ def _utc_day_sqlite(element: utc_day, compiler: Any, **kw: Any) -> str:
     return f"date({compiler.process(element.clauses, **kw)})"
 
 
-def daily_co2(project_id: uuid.UUID, since: datetime | None) -> Select[Any]:
+def daily_co2(project_id: uuid.UUID, since: datetime | None) -> Select[date, float]:
     """CO2 per day, each run counted on the day it started."""
     day = utc_day(Run.started_at)
     recent = [Run.started_at >= since] if since is not None else []
@@ -43,7 +43,7 @@ def daily_co2(project_id: uuid.UUID, since: datetime | None) -> Select[Any]:
     )
 
 
-def group_costs(project_id: uuid.UUID) -> Select[Any]:
+def group_costs(project_id: uuid.UUID) -> Select[str | None, int, float, float]:
     return (
         select(
             Run.group_name,
@@ -63,7 +63,9 @@ def group_costs(project_id: uuid.UUID) -> Select[Any]:
     )
 
 
-def group_best_results(project_id: uuid.UUID) -> Select[Any]:
+def group_best_results(
+    project_id: uuid.UUID,
+) -> Select[str | None, uuid.UUID, str | None, str | None, str | None, float, float]:
     """Each grouped run's best value of its own primary metric."""
     return (
         select(
@@ -83,5 +85,5 @@ def group_best_results(project_id: uuid.UUID) -> Select[Any]:
     )
 
 
-def metric_names(run_id: uuid.UUID) -> Select[tuple[str]]:
+def metric_names(run_id: uuid.UUID) -> Select[str]:
     return select(RunMetricStats.name).where(RunMetricStats.run_id == run_id)

@@ -208,13 +208,22 @@ def logout(request: Request) -> Response:
     return response
 
 
+def _page(name: str, title: str, data: dict[str, Any]) -> HTMLResponse:
+    """A signed-in page: template ``name``.html, with ``name`` active in the navigation."""
+    return _render(f"{name}.html", title=title, active=name, **data)
+
+
+# The metric a page plots, as logged.
+PageMetric = Annotated[str, Query(min_length=1, max_length=200)]
+
+
 @router.get("/", response_class=HTMLResponse)
 def overview(
     request: Request, session: SessionDep, period: Literal["7", "30", "365", "all"] = "all"
 ) -> HTMLResponse:
     caller = _caller(request, session)
     data = service.overview(session, caller, period, datetime.now(timezone.utc))
-    return _render("overview.html", title="Overview", active="overview", **data)
+    return _page("overview", "Overview", data)
 
 
 @router.get("/runs", response_class=HTMLResponse)
@@ -233,11 +242,8 @@ def project(
         filters = RunFilters(model=model or None, status=RunStatus(status) if status else None)
     except ValueError as error:
         raise InvalidInput(f"unknown status {status!r}") from error
-    return _render(
-        "project.html",
-        title="Runs",
-        active="project",
-        **service.project_page(session, caller, filters, sort, order, page),
+    return _page(
+        "project", "Runs", service.project_page(session, caller, filters, sort, order, page)
     )
 
 
@@ -250,8 +256,7 @@ def run(
     axis: ReturnsAxis = ReturnsAxis.energy_kwh,
 ) -> HTMLResponse:
     caller = _caller(request, session)
-    data = service.run_page(session, caller, run_id, metric or None, axis)
-    return _render("run.html", title="Run", active="run", **data)
+    return _page("run", "Run", service.run_page(session, caller, run_id, metric or None, axis))
 
 
 @router.get("/curves", response_class=HTMLResponse)
@@ -259,7 +264,7 @@ def curves(
     request: Request,
     session: SessionDep,
     x: CostAxis = CostAxis.energy_kwh,
-    metric: Annotated[str, Query(min_length=1, max_length=200)] = "accuracy",
+    metric: PageMetric = "accuracy",
     target: str | None = None,
     published: bool = False,
 ) -> HTMLResponse:
@@ -268,12 +273,8 @@ def curves(
         wanted = float(target) if target else None
     except ValueError:
         wanted = None
-    return _render(
-        "curves.html",
-        title="Diminishing returns",
-        active="curves",
-        **service.curves_page(session, caller, x, metric, wanted, published),
-    )
+    data = service.curves_page(session, caller, x, metric, wanted, published)
+    return _page("curves", "Diminishing returns", data)
 
 
 @router.get("/nofade", response_class=HTMLResponse)
@@ -281,12 +282,7 @@ def nofade(
     request: Request,
     session: SessionDep,
     axis: NofadeAxis = NofadeAxis.co2_kg,
-    metric: Annotated[str, Query(min_length=1, max_length=200)] = "accuracy",
+    metric: PageMetric = "accuracy",
 ) -> HTMLResponse:
     caller = _caller(request, session)
-    return _render(
-        "nofade.html",
-        title="NoFADE",
-        active="nofade",
-        **service.nofade_page(session, caller, axis, metric),
-    )
+    return _page("nofade", "NoFADE", service.nofade_page(session, caller, axis, metric))

@@ -126,14 +126,14 @@ def project_page(
                 "name": row.name or row.model,
                 "metric": row.primary_metric,
             }
-    for row in session.execute(repository.group_costs(caller.project_id)):
+    for cost in session.execute(repository.group_costs(caller.project_id)):
         groups.append(
             {
-                "group": row.group_name,
-                "runs": row.runs,
-                "co2_kg": row.co2_kg,
-                "energy_kwh": row.energy_kwh,
-                "best": best.get(row.group_name),
+                "group": cost.group_name,
+                "runs": cost.runs,
+                "co2_kg": cost.co2_kg,
+                "energy_kwh": cost.energy_kwh,
+                "best": best.get(cost.group_name),
             }
         )
     return {

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Response
 
-from fastapi import APIRouter, Query, Response
-
-from greenaudit.schemas import MAX_NAME_LENGTH, NO_NUL, DatasetProfileIn
+from greenaudit.schemas import DatasetProfileIn
 
 from ..deps import ReaderDep, SessionDep, WriterDep
 from ..errors import ERROR_RESPONSES
+from ..params import OptionalName, created_or_stored
 from . import service
 from .schemas import DatasetProfileOut
 
@@ -22,17 +21,14 @@ def put_profile(
 
     Answers 201 when new and 200 when the same profile is already stored.
     """
-    profile, created = service.put_profile(session, caller, body)
-    if not created:
-        response.status_code = 200
-    return profile
+    return created_or_stored(response, service.put_profile(session, caller, body))
 
 
 @router.get("/profiles", response_model=list[DatasetProfileOut])
 def list_profiles(
     session: SessionDep,
     caller: ReaderDep,
-    name: Annotated[str | None, Query(max_length=MAX_NAME_LENGTH, pattern=NO_NUL)] = None,
+    name: OptionalName = None,
 ) -> list[DatasetProfileOut]:
     """The project's dataset profiles."""
     return service.list_profiles(session, caller, name)

@@ -24,7 +24,7 @@ def put_profile(
     if body.class_counts is not None:
         num_classes = sum(1 for count in body.class_counts if count > 0)
         entropy_bits = label_entropy_bits(body.class_counts)
-        sample_count = (
+        sample_count: int | None = (
             body.sample_count if body.sample_count is not None else sum(body.class_counts)
         )
     else:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     Integer,
+    Row,
     Select,
     String,
     Table,
@@ -44,8 +46,11 @@ from ..models import (
 )
 from .schemas import RunFilters, RunSort, SortOrder
 
+if TYPE_CHECKING:
+    from ..db import AnySelect
 
-def energy_totals(run_ids: Sequence[uuid.UUID]) -> Select[tuple[RunEnergyTotals]]:
+
+def energy_totals(run_ids: Sequence[uuid.UUID]) -> Select[RunEnergyTotals]:
     return select(RunEnergyTotals).where(RunEnergyTotals.run_id.in_(run_ids))
 
 
@@ -74,11 +79,11 @@ def filter_conditions(
     return conditions
 
 
-def runs_matching(project_id: uuid.UUID, filters: RunFilters) -> Select[tuple[Run]]:
+def runs_matching(project_id: uuid.UUID, filters: RunFilters) -> Select[Run]:
     return select(Run).where(*filter_conditions(project_id, filters))
 
 
-def sorted_runs(query: Select[tuple[Run]], sort: RunSort, order: SortOrder) -> Select[tuple[Run]]:
+def sorted_runs(query: Select[Run], sort: RunSort, order: SortOrder) -> Select[Run]:
     """``query`` ordered by a run column or a running total; ties broken by id."""
     totals = {
         RunSort.co2_kg: RunEnergyTotals.co2_kg,
@@ -94,7 +99,7 @@ def sorted_runs(query: Select[tuple[Run]], sort: RunSort, order: SortOrder) -> S
     return query.order_by(key.desc() if order is SortOrder.desc else key.asc(), Run.id)
 
 
-def project_matching(project_id: uuid.UUID, id_or_name: str) -> Select[tuple[uuid.UUID]]:
+def project_matching(project_id: uuid.UUID, id_or_name: str) -> Select[uuid.UUID]:
     """The key's project, if ``id_or_name`` names it."""
     try:
         as_id: uuid.UUID | None = uuid.UUID(id_or_name)
@@ -145,19 +150,19 @@ def _among_keys(
     )
 
 
-def stored_samples(run_id: uuid.UUID, keys: Sequence[tuple[int, int]]) -> Select[Any]:
+def stored_samples(run_id: uuid.UUID, keys: Sequence[tuple[int, int]]) -> AnySelect:
     """The stored samples of a run among these (rank, seq) keys, and some neighbours."""
     table = EnergySample.__table__
     return select(table).where(_among_keys(table, SAMPLE_KEY, run_id, keys))
 
 
-def stored_points(run_id: uuid.UUID, keys: Sequence[tuple[str, int]]) -> Select[Any]:
+def stored_points(run_id: uuid.UUID, keys: Sequence[tuple[str, int]]) -> AnySelect:
     """The stored points of a run among these (name, step) keys, and some neighbours."""
     table = MetricPoint.__table__
     return select(table).where(_among_keys(table, POINT_KEY, run_id, keys))
 
 
-def energy_series(run_id: uuid.UUID) -> Select[tuple[EnergySample]]:
+def energy_series(run_id: uuid.UUID) -> Select[EnergySample]:
     return (
         select(EnergySample)
         .where(EnergySample.run_id == run_id)
@@ -165,7 +170,7 @@ def energy_series(run_id: uuid.UUID) -> Select[tuple[EnergySample]]:
     )
 
 
-def metric_series(run_id: uuid.UUID, name: str | None) -> Select[tuple[MetricPoint]]:
+def metric_series(run_id: uuid.UUID, name: str | None) -> Select[MetricPoint]:
     query = select(MetricPoint).where(MetricPoint.run_id == run_id)
     if name is not None:
         query = query.where(MetricPoint.name == name)
@@ -179,6 +184,19 @@ TOTAL_COLUMNS = ("cpu_kwh", "gpu_kwh", "ram_kwh", "co2_kg", "gpu_seconds", "samp
 
 # Table columns rather than ORM attributes keep these statements off the ORM's execution path.
 _run = Run.__table__.c
+# Table columns are untyped, so the types of RUN_FOR_INGEST's row are stated here, in its order.
+IngestRun = Row[
+    uuid.UUID,
+    uuid.UUID,
+    float,
+    str,
+    float,
+    dict[str, Any],
+    datetime | None,
+    str,
+    datetime | None,
+    str | None,
+]
 RUN_FOR_INGEST = select(
     _run.id,
     _run.project_id,
@@ -370,7 +388,7 @@ def _insert_missing(
         with cursor:
             if len(rows) < COPY_FROM_ROWS:
                 cursor.executemany(bulk.insert_rows, map(row_values, rows), returning=True)
-                stored = set()
+                stored: set[tuple[Any, Any]] = set()
                 while True:
                     stored.update((a, b) for a, b in cursor.fetchall())
                     if not cursor.nextset():
@@ -394,8 +412,8 @@ def _insert_missing(
         processors = _bind_processors(table, dialect)
         converted = []
         for row in new:
-            stored = {**row, **{name: convert(row[name]) for name, convert in processors.items()}}
-            converted.append(row_values(stored))
+            bound = {**row, **{name: convert(row[name]) for name, convert in processors.items()}}
+            converted.append(row_values(bound))
         connection.exec_driver_sql(bulk.insert, converted)
     return {k for k in keys if k not in present}
 

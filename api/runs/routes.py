@@ -6,8 +6,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from greenaudit.schemas import (
-    MAX_NAME_LENGTH,
-    NO_NUL,
     BatchResult,
     EnergyBatch,
     MetricBatch,
@@ -21,12 +19,12 @@ from ..body import body_schema, json_body
 from ..deps import ReaderDep, SessionDep, WriterDep
 from ..errors import ERROR_RESPONSES
 from ..observability import count_ingested
+from ..params import Filters, OptionalName, created_or_stored
 from . import service
 from .schemas import (
     CreationCostOut,
     EnergySampleOut,
     MetricPointOut,
-    RunFilters,
     RunOut,
     RunSort,
     SortOrder,
@@ -43,6 +41,12 @@ SeriesLimit = Annotated[
 Offset = Annotated[int, Query(ge=0, le=10**12)]
 
 
+def _counted(kind: str, result: BatchResult) -> BatchResult:
+    """A batch's result, once what it stored and what it re-sent are counted."""
+    count_ingested(kind, result.inserted, result.duplicates)
+    return result
+
+
 @router.post("", status_code=201, response_model=RunOut)
 def create_run(
     body: RunCreate, response: Response, session: SessionDep, caller: WriterDep
@@ -52,17 +56,14 @@ def create_run(
     Answers 201 when the run is new, and 200 with the stored run when the same create is
     re-sent (a retry, or another rank of a distributed run).
     """
-    run, created = service.create_run(session, caller, body)
-    if not created:
-        response.status_code = 200
-    return run
+    return created_or_stored(response, service.create_run(session, caller, body))
 
 
 @router.get("", response_model=Page[RunOut])
 def list_runs(
     session: SessionDep,
     caller: ReaderDep,
-    filters: Annotated[RunFilters, Query()],
+    filters: Filters,
     limit: Limit = 50,
     offset: Offset = 0,
     sort: RunSort = RunSort.started_at,
@@ -126,9 +127,7 @@ def ingest_energy(
 
     The service computes each sample's co2_kg from the run's carbon intensity and PUE.
     """
-    result = service.ingest_energy(session, caller, run_id, body)
-    count_ingested("energy_sample", result.inserted, result.duplicates)
-    return result
+    return _counted("energy_sample", service.ingest_energy(session, caller, run_id, body))
 
 
 @router.get("/{run_id}/energy", response_model=Page[EnergySampleOut])
@@ -153,9 +152,7 @@ def ingest_metrics(
     caller: WriterDep,
 ) -> BatchResult:
     """Store a batch of metric points, idempotently on (name, step)."""
-    result = service.ingest_metrics(session, caller, run_id, body)
-    count_ingested("metric_point", result.inserted, result.duplicates)
-    return result
+    return _counted("metric_point", service.ingest_metrics(session, caller, run_id, body))
 
 
 @router.get("/{run_id}/metrics", response_model=Page[MetricPointOut])
@@ -163,7 +160,7 @@ def metric_series(
     run_id: uuid.UUID,
     session: SessionDep,
     caller: ReaderDep,
-    name: Annotated[str | None, Query(max_length=MAX_NAME_LENGTH, pattern=NO_NUL)] = None,
+    name: OptionalName = None,
     limit: SeriesLimit = 1000,
     offset: Offset = 0,
 ) -> Page[MetricPointOut]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Row, Select, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from greenaudit.schemas import (
@@ -15,6 +15,7 @@ from greenaudit.schemas import (
     BatchResult,
     EnergyBatch,
     EnergySampleIn,
+    MeasurementMethod,
     MetricBatch,
     Page,
     RunCreate,
@@ -41,6 +42,9 @@ from .schemas import (
     RunTotals,
     SortOrder,
 )
+
+if TYPE_CHECKING:
+    from ..db import AnySelect
 
 LIVENESS_RESOLUTION = timedelta(seconds=5)
 # Fields that say which run this is: a re-sent create must agree on them.
@@ -113,7 +117,9 @@ def _with_totals(session: Session, runs: Sequence[Run]) -> list[RunOut]:
             co2_kg=row.co2_kg if row else 0.0,
             gpu_hours=row.gpu_seconds / SECONDS_PER_HOUR if row else 0.0,
             energy_samples=row.samples if row else 0,
-            methods={c: sorted(m) for c, m in methods[run.id].items()},  # type: ignore[misc]
+            methods={
+                c: [MeasurementMethod(v) for v in sorted(m)] for c, m in methods[run.id].items()
+            },
             j_per_sample=(
                 energy * J_PER_KWH / run.samples_processed if run.samples_processed else None
             ),
@@ -241,7 +247,7 @@ def _conflict_detail(kind: str, key: str, stored: Any, sent: Any, fields: Sequen
 
 def ingest_target(
     session: Session, caller: Principal, run_id: uuid.UUID, *, lock: bool = False
-) -> Row[Any]:
+) -> repository.IngestRun:
     """The columns of a run that ingestion needs, if it is the caller's; 404 otherwise.
 
     Marks the run as heard from. ``lock`` holds the run's row until the transaction ends
@@ -264,7 +270,9 @@ END_CLOCK_ALLOWANCE = timedelta(seconds=5)
 _END_STATUSES = frozenset(status.value for status in CLIENT_END_STATUSES)
 
 
-def check_measured_before_end(run: Row[Any], starts: Iterable[tuple[str, datetime]]) -> None:
+def check_measured_before_end(
+    run: repository.IngestRun, starts: Iterable[tuple[str, datetime]]
+) -> None:
     """Refuse (409 ``run_finished``) samples that began after the run's end.
 
     A finished run's totals are final. Anything measured before its end still counts, however
@@ -301,7 +309,7 @@ def _unique_items(
 
 def _check_resent(
     session: Session,
-    stored: Callable[[list[tuple[Any, Any]]], Select[Any]],
+    stored: Callable[[list[tuple[Any, Any]]], AnySelect],
     sent: dict[tuple[Any, Any], dict[str, Any]],
     inserted: set[tuple[Any, Any]],
     key_fields: tuple[str, str],

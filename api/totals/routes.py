@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 
 from ..deps import ReaderDep, SessionDep
 from ..errors import ERROR_RESPONSES
-from ..runs.schemas import RunFilters
+from ..params import Filters
 from . import service
 from .schemas import TotalsBy, TotalsOut
 
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api/v1/totals", tags=["totals"], responses=ERROR_RES
 def totals(
     session: SessionDep,
     caller: ReaderDep,
-    filters: Annotated[RunFilters, Query()],
+    filters: Filters,
     by: Annotated[TotalsBy, Query(description="what to total by")] = TotalsBy.project,
 ) -> TotalsOut:
     """KWh by component, kg CO2e, GPU-hours, duration, run count and J per sample.

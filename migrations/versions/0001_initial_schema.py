@@ -1,21 +1,10 @@
-"""initial schema
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-12-01 02:09:00.547002
-"""
-
-from __future__ import annotations
-
-from collections.abc import Sequence
+"""Initial schema (created 2026-12-01)."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0001"
-down_revision: str | None = None
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0001"
+down_revision = None
 
 
 def upgrade() -> None:

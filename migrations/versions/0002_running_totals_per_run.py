@@ -1,21 +1,10 @@
-"""running totals per run
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-12-01 02:50:54.188395
-"""
-
-from __future__ import annotations
-
-from collections.abc import Sequence
+"""Running totals per run (created 2026-12-01)."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002"
-down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0002"
+down_revision = "0001"
 
 
 def upgrade() -> None:

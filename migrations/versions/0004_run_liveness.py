@@ -1,21 +1,10 @@
-"""run liveness
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-12-01 03:33:51.752878
-"""
-
-from __future__ import annotations
-
-from collections.abc import Sequence
+"""Run liveness (created 2026-12-01)."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004"
-down_revision: str | None = "0003"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0004"
+down_revision = "0003"
 
 
 def upgrade() -> None:

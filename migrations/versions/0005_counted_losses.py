@@ -1,21 +1,10 @@
-"""counted losses
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-12-01 03:36:37.598270
-"""
-
-from __future__ import annotations
-
-from collections.abc import Sequence
+"""Counted losses (created 2026-12-01)."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | None = "0004"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0005"
+down_revision = "0004"
 
 
 def upgrade() -> None:

@@ -1,21 +1,10 @@
-"""gpu utilisation
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-12-01 04:00:20.941699
-"""
-
-from __future__ import annotations
-
-from collections.abc import Sequence
+"""Gpu utilisation (created 2026-12-01)."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | None = "0005"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0006"
+down_revision = "0005"
 
 
 def upgrade() -> None:

@@ -1,21 +1,10 @@
-"""budgets alerts and webhooks
-
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-12-01 11:26:46.354969
-"""
-
-from __future__ import annotations
-
-from collections.abc import Sequence
+"""Budgets alerts and webhooks (created 2026-12-01)."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007"
-down_revision: str | None = "0006"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0007"
+down_revision = "0006"
 
 
 def upgrade() -> None:

@@ -52,6 +52,20 @@ def sample(seq: int, rank: int = 0, **overrides: Any) -> dict[str, Any]:
     return body
 
 
+def cpu_sample(seq: int, cpu_kwh: float, **overrides: Any) -> dict[str, Any]:
+    """A sample of a machine without GPU, whose RAM is not measured: ``cpu_kwh`` kWh alone."""
+    no_gpu_nor_ram = {
+        "gpu_kwh": None,
+        "gpu_method": None,
+        "gpu_w": None,
+        "gpu_count": 0,
+        "ram_kwh": None,
+        "ram_method": None,
+        "ram_w": None,
+    }
+    return sample(seq, cpu_kwh=cpu_kwh, **{**no_gpu_nor_ram, **overrides})
+
+
 def point(step: int, value: float, name: str = "accuracy") -> dict[str, Any]:
     return {
         "name": name,

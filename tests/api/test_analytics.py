@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from greenaudit.catalog import import_catalog, load_catalog
 
 from ..conftest import ADMIN_TOKEN, LiveServer, ProjectKeys
-from .helpers import run_body, sample
+from .helpers import cpu_sample, run_body, sample
 
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
 
@@ -29,20 +29,7 @@ def add_run(
     **fields: object,
 ) -> str:
     run = client.post("/api/v1/runs", json=run_body(**fields), headers=keys.write).json()
-    energy = [
-        sample(
-            i,
-            cpu_kwh=kwh_per_sample,
-            gpu_kwh=None,
-            gpu_method=None,
-            gpu_w=None,
-            gpu_count=0,
-            ram_kwh=None,
-            ram_method=None,
-            ram_w=None,
-        )
-        for i in range(samples)
-    ]
+    energy = [cpu_sample(i, kwh_per_sample) for i in range(samples)]
     client.post(f"/api/v1/runs/{run['id']}/energy", json={"samples": energy}, headers=keys.write)
     client.post(
         f"/api/v1/runs/{run['id']}/metrics",
@@ -203,18 +190,11 @@ def add_synthetic_curve(client: TestClient, keys: ProjectKeys) -> str:
     for epoch in range(20):
         start = T0 + timedelta(minutes=epoch)
         samples.append(
-            sample(
+            cpu_sample(
                 epoch,
+                1.0,
                 t_start=start.isoformat(),
                 t_end=(start + timedelta(minutes=1)).isoformat(),
-                cpu_kwh=1.0,
-                gpu_kwh=None,
-                gpu_method=None,
-                gpu_w=None,
-                gpu_count=0,
-                ram_kwh=None,
-                ram_method=None,
-                ram_w=None,
             )
         )
         accuracy += 0.05 if epoch < 8 else 0.0001
@@ -269,15 +249,8 @@ def test_within_run_returns_and_plateau(
 
 def test_returns_on_a_real_demo_run(tmp_path, live_server: LiveServer):  # type: ignore[no-untyped-def]
     from greenaudit.demo import train_width_sweep
-    from greenaudit.settings import Settings
 
-    settings = Settings(
-        home=tmp_path,
-        url=live_server.url,
-        api_key=live_server.write_key,
-        measure_interval_s=0.2,
-        country="FRA",
-    )
+    settings = live_server.client_settings(tmp_path, measure_interval_s=0.2)
     (result,) = train_width_sweep(settings, epochs=40, widths=(64,), project="live")
     assert result.delivered
     answer = httpx.get(

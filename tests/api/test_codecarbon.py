@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from ..conftest import LiveServer, ProjectKeys
+from ..conftest import LiveServer, ProjectKeys, keep_cpu_busy
 
 
 # save_to_api=True is how CodeCarbon users configure it today (the contract); CodeCarbon now
@@ -36,9 +36,7 @@ def test_codecarbon_reports_into_greenaudit_unchanged(live_server: LiveServer):
     # CodeCarbon's client silently drops intervals shorter than 1 s, its own energy then
     # missing. Measuring every 1.5 s and reporting every second measurement, reports cover
     # 0-1.5 s and 1.5-4.5 s; stopping at 6 s leaves a final 1.5 s interval, so none is dropped.
-    deadline = time.monotonic() + 6.0
-    while time.monotonic() < deadline:
-        sum(range(10_000))
+    keep_cpu_busy(6.0)
     tracker.stop()
     final = tracker.final_emissions_data
 

@@ -446,6 +446,11 @@ def _own_run(method: str, template: str, **kw: Any) -> Callable[[World], Probe]:
     return lambda w: Probe(method, template, {"run_id": w.a.run}, **kw)
 
 
+def _run_route(method: str, template: str, write: bool, **kw: Any) -> Case:
+    """A route on one run, called alike on B's runs (404) and on A's own."""
+    return Case("key", write, _runs_of_b(method, template, **kw), _own_run(method, template, **kw))
+
+
 RUNS = "/api/v1/runs"
 RUN = "/api/v1/runs/{run_id}"
 PROJECTS = "/api/v1/projects"
@@ -564,37 +569,18 @@ CASES: dict[Op, Case] = {
         lambda w: Probe("POST", RUNS, json=run_body(name="alpha-new-run", project=w.a.name)),
     ),
     ("GET", RUNS): Case("key", False, _runs_list, lambda w: Probe("GET", RUNS)),
-    ("GET", RUN): Case("key", False, _runs_of_b("GET", RUN), _own_run("GET", RUN)),
-    ("PATCH", RUN): Case(
-        "key",
-        True,
-        _runs_of_b("PATCH", RUN, json=NEW_FLOPS),
-        _own_run("PATCH", RUN, json=NEW_FLOPS),
-    ),
+    ("GET", RUN): _run_route("GET", RUN, False),
+    ("PATCH", RUN): _run_route("PATCH", RUN, True, json=NEW_FLOPS),
     ("POST", RUN + "/finish"): Case(
         "key",
         True,
         _runs_of_b("POST", RUN + "/finish", json={**FINISH, "status": "failed"}),
         _own_run("POST", RUN + "/finish", json=FINISH),
     ),
-    ("POST", RUN + "/heartbeat"): Case(
-        "key", True, _runs_of_b("POST", RUN + "/heartbeat"), _own_run("POST", RUN + "/heartbeat")
-    ),
-    ("POST", RUN + "/energy"): Case(
-        "key",
-        True,
-        _runs_of_b("POST", RUN + "/energy", json=NEW_SAMPLE),
-        _own_run("POST", RUN + "/energy", json=NEW_SAMPLE),
-    ),
-    ("GET", RUN + "/energy"): Case(
-        "key", False, _runs_of_b("GET", RUN + "/energy"), _own_run("GET", RUN + "/energy")
-    ),
-    ("POST", RUN + "/metrics"): Case(
-        "key",
-        True,
-        _runs_of_b("POST", RUN + "/metrics", json=NEW_POINT),
-        _own_run("POST", RUN + "/metrics", json=NEW_POINT),
-    ),
+    ("POST", RUN + "/heartbeat"): _run_route("POST", RUN + "/heartbeat", True),
+    ("POST", RUN + "/energy"): _run_route("POST", RUN + "/energy", True, json=NEW_SAMPLE),
+    ("GET", RUN + "/energy"): _run_route("GET", RUN + "/energy", False),
+    ("POST", RUN + "/metrics"): _run_route("POST", RUN + "/metrics", True, json=NEW_POINT),
     ("GET", RUN + "/metrics"): Case(
         "key",
         False,
@@ -669,12 +655,8 @@ CASES: dict[Op, Case] = {
         ],
         lambda w: Probe("GET", NOFADE),
     ),
-    ("GET", RUN + "/cost"): Case(
-        "key", False, _runs_of_b("GET", RUN + "/cost"), _own_run("GET", RUN + "/cost")
-    ),
-    ("GET", RUN + "/forecast"): Case(
-        "key", False, _runs_of_b("GET", RUN + "/forecast"), _own_run("GET", RUN + "/forecast")
-    ),
+    ("GET", RUN + "/cost"): _run_route("GET", RUN + "/cost", False),
+    ("GET", RUN + "/forecast"): _run_route("GET", RUN + "/forecast", False),
     # Budgets, alerts and the webhook: each project's own.
     ("POST", BUDGETS): Case(
         "key",

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ..conftest import free_port, fresh_postgres_database
+from ..conftest import free_port, fresh_postgres_database, wait_until_healthy
 
 ADMIN_TOKEN = "fault-admin-token-" + "f" * 24
 SCRIPT = Path(__file__).with_name("long_training.py")
@@ -36,16 +36,7 @@ def serving(database_url: str, port: int, log: Path, **env: str) -> Iterator[sub
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "greenaudit serve did not come up"
-            time.sleep(0.1)
+        wait_until_healthy(f"http://127.0.0.1:{port}", server, log)
         yield server
     finally:
         if server.poll() is None:

@@ -10,7 +10,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..conftest import free_port, fresh_postgres_database
+from ..conftest import free_port, fresh_postgres_database, wait_until_healthy
 
 ADMIN_TOKEN = "e2e-admin-token-" + "k" * 24
 SCRIPT = Path(__file__).with_name("train_digits.py")
@@ -56,16 +55,7 @@ def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[st
 
         stack.callback(stop)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()
-            assert time.monotonic() < deadline, "greenaudit serve did not come up"
-            time.sleep(0.2)
+        wait_until_healthy(url, server, tmp_path / "serve.log")
         yield url, env
 
 

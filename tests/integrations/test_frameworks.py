@@ -27,13 +27,7 @@ torch = pytest.importorskip("torch")
 def client_settings(live_server: LiveServer, tmp_path: Path) -> Settings:
     from greenaudit.client.measure import warm_up_in_background
 
-    configured = Settings(
-        home=tmp_path,
-        url=live_server.url,
-        api_key=live_server.write_key,
-        measure_interval_s=0.1,
-        country="FRA",
-    )
+    configured = live_server.client_settings(tmp_path, measure_interval_s=0.1)
     # Energy is measured from the moment hardware is known; have that done before training.
     warm_up_in_background(configured).wait(30)
     return configured
@@ -95,25 +89,33 @@ def tiny_lightning_module() -> Any:
     return Tiny
 
 
-def test_lightning(client_settings: Settings, live_server: LiveServer):
+def quiet_cpu_training(max_epochs: int, callback: Any) -> tuple[Any, Any]:
+    """A Lightning trainer on the CPU with nothing of its own logged or saved, and a loader."""
     import lightning as L  # noqa: N812
-
-    from greenaudit.integrations.lightning import GreenauditCallback
-
-    Tiny = tiny_lightning_module()
 
     x, y = data()
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(torch.tensor(x), torch.tensor(y)), batch_size=32
     )
     trainer = L.Trainer(
-        max_epochs=EPOCHS,
+        max_epochs=max_epochs,
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[GreenauditCallback(model="tiny-lightning", settings=client_settings)],
+        callbacks=[callback],
+    )
+    return trainer, loader
+
+
+def test_lightning(client_settings: Settings, live_server: LiveServer):
+    from greenaudit.integrations.lightning import GreenauditCallback
+
+    Tiny = tiny_lightning_module()
+
+    trainer, loader = quiet_cpu_training(
+        EPOCHS, GreenauditCallback(model="tiny-lightning", settings=client_settings)
     )
     trainer.fit(Tiny(), loader, loader)
     run, points = the_run(live_server, "tiny-lightning")
@@ -241,26 +243,13 @@ MAX_EPOCHS = 2000
 def test_lightning_stops_at_an_epoch_end_when_the_budget_is_spent(
     spent_budget: None, stop_settings: Settings, live_server: LiveServer
 ):
-    import lightning as L  # noqa: N812
-
     from greenaudit.integrations.lightning import GreenauditCallback
 
     Tiny = tiny_lightning_module()  # its validation_step is not run: no val loader
 
-    x, y = data()
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(torch.tensor(x), torch.tensor(y)), batch_size=32
-    )
-    trainer = L.Trainer(
-        max_epochs=MAX_EPOCHS,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[
-            GreenauditCallback(model="tiny-budget", on_budget="stop", settings=stop_settings)
-        ],
+    trainer, loader = quiet_cpu_training(
+        MAX_EPOCHS,
+        GreenauditCallback(model="tiny-budget", on_budget="stop", settings=stop_settings),
     )
     trainer.fit(Tiny(), loader)  # no exception: Lightning's own stop
     assert trainer.current_epoch < MAX_EPOCHS - 1
