@@ -147,7 +147,7 @@ def cross_site_problem(request: Request) -> str | None:
         return f"the browser says it came from another site (Sec-Fetch-Site: {site})"
     origin = request.headers.get("origin")
     if origin is not None and origin != "null":
-        if _host_of(origin) != own:
+        if own is None or _host_of(origin) != own:
             return f"it came from {origin}, not from this service ({own})"
         return None
     if site is not None:
@@ -155,6 +155,6 @@ def cross_site_problem(request: Request) -> str | None:
     if origin == "null":
         return "its origin is hidden (Origin: null) and the browser did not say it is this site"
     referer = request.headers.get("referer")
-    if referer is not None and _host_of(referer) != own:
+    if referer is not None and (own is None or _host_of(referer) != own):
         return f"it came from {_host_of(referer) or referer!r}, not from this service ({own})"
     return None
