@@ -127,7 +127,14 @@ def run_returns(
         float,
         Query(gt=0, le=0.5, allow_inf_nan=False, description="ε as a share of the metric's range"),
     ] = 0.005,
-    max_points: Annotated[int, Query(ge=10, le=100_000)] = 2000,
+    max_points: Annotated[
+        int,
+        Query(
+            ge=10,
+            le=service.MAX_CURVE_POINTS,
+            description=f"curve points to answer with, at most {service.MAX_CURVE_POINTS}",
+        ),
+    ] = 2000,
 ) -> ReturnsOut:
     """The metric against cumulative energy or CO2 within one run, and its plateau."""
     return service.run_returns(
