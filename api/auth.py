@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
 
-from sqlalchemy import Update, bindparam, select, update
+from sqlalchemy import CursorResult, Update, bindparam, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -100,7 +100,8 @@ def mark_key_used(write_sessions: sessionmaker[Session], key_id: uuid.UUID) -> b
     bind = write_sessions.kw["bind"]
     if bind.dialect.name != "sqlite":
         with write_sessions() as session, session.begin():
-            return bool(session.execute(_mark_unless_locked(key_id)).rowcount)
+            result = session.execute(_mark_unless_locked(key_id))
+            return isinstance(result, CursorResult) and result.rowcount > 0
     with bind.connect() as connection:
         # Taking the DB-API connection does not begin a transaction, so the timeout is set
         # before BEGIN IMMEDIATE asks for the lock.

@@ -14,9 +14,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, func, select, text
+from sqlalchemy import ColumnElement, Select, Table, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -80,7 +80,7 @@ def _greatest(dialect: str, a: Any, b: Any, nullable: bool = False) -> Any:
 
 @cache
 def _upsert(dialect: str) -> Any:
-    table = RunEnergyBlock.__table__
+    table = cast(Table, RunEnergyBlock.__table__)
     insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
     new = insert.excluded
     least = func.least if dialect == "postgresql" else func.min

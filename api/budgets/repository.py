@@ -19,11 +19,11 @@ def budgets_of_project(project_id: uuid.UUID) -> Select[tuple[Budget]]:
     )
 
 
-def count_of_project(project_id: uuid.UUID) -> Select[tuple[int]]:
+def count_of_project(project_id: uuid.UUID) -> Select[int]:
     return select(func.count()).select_from(Budget).where(Budget.project_id == project_id)
 
 
-def lock_project(project_id: uuid.UUID) -> Select[tuple[uuid.UUID]]:
+def lock_project(project_id: uuid.UUID) -> Select[uuid.UUID]:
     """The project's row, locked until the transaction ends (PostgreSQL; SQLite ignores it)."""
     return select(Project.id).where(Project.id == project_id).with_for_update()
 

@@ -14,11 +14,11 @@ from greenaudit.analytics.forecast import EnergyForecast, forecast_energy, forec
 from greenaudit.schemas import RunStatus
 
 from .. import blocks
-from ..analytics.repository import last_point, metric_stats, sampled_points
+from ..analytics.repository import last_point, sampled_points
 from ..analytics.schemas import Direction
 from ..auth import Principal
 from ..errors import Conflict, NotFound
-from ..models import Budget, Run, RunEnergyTotals, utcnow
+from ..models import Budget, Run, RunEnergyTotals, RunMetricStats, utcnow
 from ..runs.service import G_PER_KG, get_run
 from . import repository
 from .schemas import (
@@ -128,16 +128,18 @@ def plateau_of_run(
     if energy is None:
         return None, "a plateau forecast needs the energy forecast"
     name = metric or run.primary_metric or "accuracy"
-    stats = session.scalar(metric_stats(run.id, name))
+    stats = session.get(RunMetricStats, (run.id, name))
     stride = 1
     if stats is not None and stats.points > MAX_FIT_POINTS:
         stride = math.ceil((stats.last_step - stats.first_step) / (MAX_FIT_POINTS - 1))
-    rows = session.execute(
-        repository.metric_values(run.id, name)
-        if stride <= 1
-        else sampled_points(run.id, name, stats.first_step, stats.last_step, stride)
-    ).all()
-    if stride > 1 and stats is not None and rows and rows[-1][0] != stats.last_step:
+    rows = list(
+        session.execute(
+            repository.metric_values(run.id, name)
+            if stats is None or stride <= 1
+            else sampled_points(run.id, name, stats.first_step, stats.last_step, stride)
+        )
+    )
+    if stats is not None and stride > 1 and rows and rows[-1].step != stats.last_step:
         # The last point says whether the plateau is passed; keep it in the fit.
         rows.append(session.execute(last_point(run.id, name)).one())
     try:

@@ -26,6 +26,7 @@ from greenaudit.api.alerts import service as alerts
 from greenaudit.api.analytics import repository as analytics_repository
 from greenaudit.api.budgets import service as budgets
 from greenaudit.api.db import make_session_factory
+from greenaudit.api.migrate import downgrade, upgrade
 from greenaudit.api.models import Alert, ApiKey, Run, utcnow
 
 from ..conftest import ProjectKeys
@@ -413,3 +414,32 @@ def test_returns_answer_at_most_10000_points(client: TestClient, project: Projec
         f"/api/v1/runs/{run_id}/returns", params={"max_points": 10_000}, headers=project.read
     )
     assert fine.status_code == 200
+
+
+def test_migration_0008_fills_the_blocks_of_samples_stored_before_it(
+    client: TestClient, project: ProjectKeys, engine: Engine
+):
+    """20 samples stored at revision 0007 get blocks on the way to 0008: of width 16, one of
+    16 samples and 0.088 kWh and one of 4 (0.022 kWh), and one of 20 at every other width."""
+    run_id = running_run(client, project, 20, 100)
+    downgrade(engine, "0007")
+    try:
+        upgrade(engine)
+    finally:
+        upgrade(engine)
+    with Session(engine) as session:
+        rows = session.execute(
+            text(
+                "SELECT width, block, samples, kwh, step FROM run_energy_block "
+                "ORDER BY width, block"
+            )
+        ).all()
+    assert [(r.width, r.block, r.samples, r.step) for r in rows] == [
+        (16, 0, 16, 150),
+        (16, 1, 4, 190),
+        (256, 0, 20, 190),
+        (4096, 0, 20, 190),
+        (65536, 0, 20, 190),
+    ]
+    assert [r.kwh for r in rows[:2]] == pytest.approx([16 * KWH, 4 * KWH])
+    assert run_id
