@@ -22,7 +22,6 @@ Needs PostgreSQL at GREENAUDIT_TEST_POSTGRES_URL (default the local server, data
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -34,18 +33,21 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
+import psutil
 import psycopg
 from common import fresh_database, libpq
 
+from greenaudit.api import blocks
 from greenaudit.api.auth import hash_key, new_key
 from greenaudit.api.db import make_engine
 from greenaudit.api.migrate import upgrade
@@ -229,6 +231,11 @@ def seed(url: str, samples: int, points: int, budget_projects: int) -> Seeded:
             )
             connection.execute(totals)
             connection.execute(stats)
+            if connection.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'run_energy_block'"
+            ).fetchone():
+                for statement in blocks.rebuild_sql():
+                    connection.execute(statement)
             connection.execute("ANALYZE")
     else:
         with psycopg.connect(libpq(url)) as connection:
@@ -247,7 +254,283 @@ def seed(url: str, samples: int, points: int, budget_projects: int) -> Seeded:
                         copy.write_row(row)
             connection.execute(totals)
             connection.execute(stats)
+            if connection.execute("SELECT to_regclass('run_energy_block')").fetchone() != (None,):
+                for statement in blocks.rebuild_sql():
+                    connection.execute(statement)
             connection.commit()
             connection.autocommit = True
             connection.execute("VACUUM ANALYZE")
     return Seeded(read_key, write_key, str(run_id), others)
+
+
+LAUNCHER = """
+import importlib.util, sys
+from pathlib import Path
+root = Path(sys.argv.pop(1))
+sys.path.insert(0, str(root))
+# The code under test, whatever the installed greenaudit points at (see package-dir).
+for name, folder in (("greenaudit", "greenaudit"), ("greenaudit.api", "api"),
+                     ("greenaudit.migrations", "migrations"),
+                     ("greenaudit.dashboards", "dashboards")):
+    spec = importlib.util.spec_from_file_location(
+        name, root / folder / "__init__.py", submodule_search_locations=[str(root / folder)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+from greenaudit.cli import app
+app(prog_name="greenaudit")
+"""
+
+
+@contextmanager
+def code_at(ref: str | None) -> Iterator[Path]:
+    """The source tree of git ``ref`` in a temporary folder, or this checkout for None."""
+    if ref is None:
+        yield ROOT
+        return
+    with tempfile.TemporaryDirectory(prefix="greenaudit-ref-") as folder:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+        yield Path(folder)
+
+
+@contextmanager
+def serving_code(root: Path, url: str, port: int, env: dict[str, str]) -> Iterator[int]:
+    """`greenaudit serve` of the code under ``root``, one worker; yields its pid."""
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as launcher:
+        launcher.write(LAUNCHER)
+    command = [sys.executable, launcher.name, str(root), "serve", "--port", str(port)]
+    command += ["--database-url", url]
+    server = subprocess.Popen(
+        command,
+        env={**os.environ, "GREENAUDIT_ADMIN_TOKEN": "bench-" + "k3y9Xq" * 8, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(1200):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        yield server.pid
+    finally:
+        server.terminate()
+        server.wait(30)
+        os.unlink(launcher.name)
+
+
+class Watch:
+    """Peak RSS of a process tree and /healthz latencies, sampled while a block runs."""
+
+    def __init__(self, pid: int, base: str) -> None:
+        self.pid, self.base = pid, base
+        self.peak_mb = 0.0
+        self.health_ms: list[float] = []
+        self._stop = threading.Event()
+
+    def _rss(self) -> None:
+        process = psutil.Process(self.pid)
+        while not self._stop.wait(0.05):
+            try:
+                tree = [process, *process.children(recursive=True)]
+                self.peak_mb = max(self.peak_mb, sum(p.memory_info().rss for p in tree) / 2**20)
+            except psutil.Error:
+                pass
+
+    def _health(self) -> None:
+        with httpx.Client(base_url=self.base, timeout=60) as client:
+            while not self._stop.wait(0.1):
+                started = time.perf_counter()
+                client.get("/healthz")
+                self.health_ms.append((time.perf_counter() - started) * 1000)
+
+    def __enter__(self) -> Watch:
+        self._threads = [threading.Thread(target=t) for t in (self._rss, self._health)]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+
+def concurrent_gets(base: str, key: str, path: str, params: dict[str, Any], n: int) -> list[float]:
+    """``n`` GETs released together; each one's seconds."""
+    barrier = threading.Barrier(n)
+
+    def one(_: int) -> float:
+        with httpx.Client(base_url=base, timeout=600) as client:
+            barrier.wait()
+            started = time.perf_counter()
+            response = client.get(path, params=params, headers={"Authorization": f"Bearer {key}"})
+            response.raise_for_status()
+            return time.perf_counter() - started
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def measure_postgres(root: Path, url: str, seeded: Seeded, port: int) -> dict[str, Any]:
+    base = f"http://127.0.0.1:{port}"
+    figures: dict[str, Any] = {}
+    with serving_code(root, url, port, {"GREENAUDIT_ALERT_INTERVAL_S": "3600"}) as pid:
+        run = f"/api/v1/runs/{seeded.run_id}"
+        for label, path, params in (
+            ("forecast", f"{run}/forecast", {}),
+            ("returns", f"{run}/returns", {"max_points": 10_000}),
+        ):
+            with Watch(pid, base) as watch:
+                times = concurrent_gets(base, seeded.read_key, path, params, 8)
+            figures[label] = {
+                "median_s": statistics.median(times),
+                "max_s": max(times),
+                "peak_rss_mb": watch.peak_mb,
+                "healthz_max_ms": max(watch.health_ms, default=float("nan")),
+                "healthz_p50_ms": statistics.median(watch.health_ms or [float("nan")]),
+            }
+    return figures
+
+
+def measure_sqlite(
+    root: Path, url: str, seeded: Seeded, port: int, seconds: float
+) -> dict[str, Any]:
+    """A 1-sample writer into another project every 50 ms, with the alert pass every second."""
+    base = f"http://127.0.0.1:{port}"
+    with serving_code(root, url, port, {"GREENAUDIT_ALERT_INTERVAL_S": "1"}):
+        headers = {"Authorization": f"Bearer {seeded.other_write_keys[0]}"}
+        with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
+            run_id = str(uuid.uuid4())
+            client.post(
+                "/api/v1/runs",
+                json={
+                    "id": run_id,
+                    "kind": "train",
+                    "carbon_intensity_g_per_kwh": 50.0,
+                    "carbon_intensity_source": "bench",
+                    "started_at": T0.isoformat(),
+                },
+            ).raise_for_status()
+            times = []
+            stop = time.monotonic() + seconds
+            seq = 0
+            while time.monotonic() < stop:
+                body = {
+                    "samples": [
+                        {
+                            "rank": 0,
+                            "seq": seq,
+                            "t_start": (T0 + timedelta(seconds=seq)).isoformat(),
+                            "t_end": (T0 + timedelta(seconds=seq + 1)).isoformat(),
+                            "cpu_kwh": 1e-6,
+                            "cpu_method": "rapl",
+                        }
+                    ]
+                }
+                started = time.perf_counter()
+                client.post(f"/api/v1/runs/{run_id}/energy", json=body).raise_for_status()
+                times.append(time.perf_counter() - started)
+                seq += 1
+                time.sleep(0.05)
+    ordered = sorted(times)
+    return {
+        "batches": len(times),
+        "p50_ms": 1000 * statistics.median(ordered),
+        "p99_ms": 1000 * ordered[int(0.99 * (len(ordered) - 1))],
+        "max_ms": 1000 * ordered[-1],
+    }
+
+
+def upgrade_to(url: str, revision: str) -> None:
+    engine = make_engine(Settings(database_url=url))
+    upgrade(engine, revision)
+    engine.dispose()
+
+
+def forecast_drift(url: str, run_id: str) -> str:
+    """The 1M-sample run's forecast from its samples (the old read) and from its blocks."""
+    from sqlalchemy.orm import Session
+
+    from greenaudit.api.budgets import service
+    from greenaudit.api.models import Run
+
+    engine = make_engine(Settings(database_url=url))
+    with Session(engine) as session:
+        run = session.get(Run, uuid.UUID(run_id))
+        assert run is not None
+        reduced, _ = service.forecast_of_run(session, run)
+        limit = service.MAX_FORECAST_ROWS
+        service.MAX_FORECAST_ROWS = 10**9
+        try:
+            full, _ = service.forecast_of_run(session, run)
+        finally:
+            service.MAX_FORECAST_ROWS = limit
+    engine.dispose()
+    assert reduced is not None and full is not None
+    return (
+        f"forecast from {full.boundaries} samples: {full.forecast_kwh:.2f} kWh "
+        f"[{full.low_kwh:.2f}, {full.high_kwh:.2f}]; from {reduced.boundaries} blocks: "
+        f"{reduced.forecast_kwh:.2f} kWh [{reduced.low_kwh:.2f}, {reduced.high_kwh:.2f}] "
+        f"({100 * (reduced.forecast_kwh / full.forecast_kwh - 1):+.3f}%)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=1_000_000)
+    parser.add_argument("--compare", default=None, help="git ref of the code before, e.g. main")
+    parser.add_argument("--writer-seconds", type=float, default=20.0)
+    parser.add_argument("--port", type=int, default=8793)
+    parser.add_argument("--skip", choices=["postgresql", "sqlite"], action="append", default=[])
+    args = parser.parse_args()
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; PostgreSQL on the same machine; one server worker"
+    )
+    versions = [("before", args.compare), ("after", None)] if args.compare else [("after", None)]
+    # The code before is at revision 0007: seed there, measure it, then migrate (0008 fills
+    # the energy blocks from the samples) and measure the code after on the same rows.
+    first_revision = "0007" if args.compare else "head"
+
+    if "postgresql" not in args.skip:
+        with fresh_database() as url:
+            upgrade_to(url, first_revision)
+            started = time.perf_counter()
+            seeded = seed(url, args.samples, args.samples, 0)
+            took = time.perf_counter() - started
+            print(f"postgresql: seeded {args.samples} samples and points in {took:.0f} s")
+            for label, ref in versions:
+                if label == "after" and args.compare:
+                    started = time.perf_counter()
+                    upgrade_to(url, "head")
+                    took = time.perf_counter() - started
+                    print(f"migration 0008 on {args.samples} samples: {took:.1f} s")
+                with code_at(ref) as root:
+                    figures = measure_postgres(root, url, seeded, args.port)
+                print(f"postgresql {label}: {json.dumps(figures)}")
+            print(forecast_drift(url, seeded.run_id))
+
+    if "sqlite" not in args.skip:
+        with tempfile.TemporaryDirectory(prefix="greenaudit-bench-") as folder:
+            url = f"sqlite:///{folder}/bench.db"
+            upgrade_to(url, first_revision)
+            started = time.perf_counter()
+            seeded = seed(url, args.samples, 1000, 10)
+            took = time.perf_counter() - started
+            print(f"sqlite: seeded {args.samples} samples and 1,004 budgets in {took:.0f} s")
+            for label, ref in versions:
+                if label == "after" and args.compare:
+                    upgrade_to(url, "head")
+                with code_at(ref) as root:
+                    figures = measure_sqlite(root, url, seeded, args.port + 1, args.writer_seconds)
+                print(f"sqlite {label}: {json.dumps(figures)}")
+
+
+if __name__ == "__main__":
+    main()
