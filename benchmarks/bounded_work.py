@@ -276,6 +276,8 @@ for name, folder in (("greenaudit", "greenaudit"), ("greenaudit.api", "api"),
         name, root / folder / "__init__.py", submodule_search_locations=[str(root / folder)])
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
+    if "." in name:
+        setattr(sys.modules["greenaudit"], name.split(".")[1], module)
     spec.loader.exec_module(module)
 from greenaudit.cli import app
 app(prog_name="greenaudit")
@@ -303,14 +305,18 @@ def serving_code(root: Path, url: str, port: int, env: dict[str, str]) -> Iterat
         launcher.write(LAUNCHER)
     command = [sys.executable, launcher.name, str(root), "serve", "--port", str(port)]
     command += ["--database-url", url]
+    log = tempfile.TemporaryFile()
     server = subprocess.Popen(
         command,
         env={**os.environ, "GREENAUDIT_ADMIN_TOKEN": "bench-" + "k3y9Xq" * 8, **env},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
     )
     try:
         for _ in range(1200):
+            if server.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"the server exited: {log.read().decode()[-3000:]}")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
                     break

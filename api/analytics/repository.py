@@ -108,6 +108,10 @@ def metric_stats(run_id: uuid.UUID, metric: str) -> Select[tuple[RunMetricStats]
     )
 
 
+# Seeks cost a few dozen times a scanned row, so they pay from about this stride on.
+SEEK_STRIDE = 32
+
+
 def _point_columns() -> tuple[Any, ...]:
     return (MetricPoint.step, epoch_seconds(MetricPoint.time).label("time_s"), MetricPoint.value)
 
@@ -141,15 +145,23 @@ def sampled_points(
 ) -> Select[Any]:
     """The first point at or after each step ``first_step + k*stride`` up to ``last_step``.
 
-    Every point when ``stride`` is 1. Otherwise each target step is one index seek, so the
-    cost is the number of targets, not of points: a million points are never scanned to keep
-    a thousand (a filter on ``step % stride`` would read them all). A step logged at every
-    multiple of the stride is picked exactly; a gap picks the next point after it.
+    Every point when ``stride`` is 1. From a stride of ``SEEK_STRIDE`` on, each target step
+    is one index seek, so the cost is the number of targets, not of points: a million points
+    are never scanned to keep a thousand. Below it, the points at the targets themselves are
+    filtered from a scan. A step logged at every multiple of the stride is picked exactly
+    either way; past a gap, seeks pick the next point after a target.
     """
     point = MetricPoint
     of_metric = (point.run_id == run_id, point.name == metric)
     if stride <= 1:
         return select(*_point_columns()).where(*of_metric).order_by(point.step)
+    if stride < SEEK_STRIDE:
+        # Keeping one point in a few, reading them all is cheaper than a seek for each.
+        return (
+            select(*_point_columns())
+            .where(*of_metric, (point.step - first_step) % stride == 0)
+            .order_by(point.step)
+        )
     start = cast(literal(first_step), BigInteger)
     targets = select(start.label("target")).cte("targets", recursive=True)
     targets = targets.union_all(

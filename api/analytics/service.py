@@ -50,6 +50,9 @@ MAX_ENERGY_INTERVALS = 5000
 # fit; at 100,000 one request took 8.7 s (issue 16, finding 10), and a chart has no more
 # pixels than this anyway.
 MAX_CURVE_POINTS = 10_000
+# The fits of a returns curve use at most this many of its points (the default curve's size,
+# so a default request fits every point it answers with).
+MAX_RETURNS_FIT_POINTS = 2000
 MAX_LISTED_RUNS = 10_000
 NOFADE_NOTE = (
     "NoFADE greenaudit-1 is greenaudit's own definition, built on the NoFADE abstract (Fu et al., "
@@ -437,6 +440,7 @@ def run_returns(
             sample_rank=ranks,
             higher_is_better=higher,
             axis=axis.value,
+            max_fit_points=MAX_RETURNS_FIT_POINTS,
         )
     except InsufficientData as error:
         return ReturnsOut(status="insufficient_data", reason=error.reason, **base, **empty)

@@ -357,10 +357,12 @@ def test_a_long_runs_forecast_reads_its_blocks_and_keeps_its_value(
 def test_points_are_sampled_by_seeking_each_target_step(
     client: TestClient, project: ProjectKeys, engine: Engine
 ):
-    """Points at steps 1..40 and 100..130: targets every 12 steps from 1 pick 1, 13, 25, 37,
-    then the first point past 49, 61, 73, 85 (step 100, once), then 109 and 121."""
+    """Points at steps 1..200 and 500..600. Every 40 steps from 1, by seeks: 1, 41, 81, 121,
+    161, then the first point past 201, ..., 481 (step 500, once), then 521 and 561. Every 12
+    steps (a stride below SEEK_STRIDE, by a scan): the multiples 1, 13, ..., 193, then 505,
+    517, ..., 597 - the points at the targets themselves."""
     run_id = create_run(client, project)["id"]
-    steps = [*range(1, 41), *range(100, 131)]
+    steps = [*range(1, 201), *range(500, 601)]
     points = [
         {"name": "accuracy", "step": s, "value": s / 1000, "time": T0.isoformat()} for s in steps
     ]
@@ -368,9 +370,14 @@ def test_points_are_sampled_by_seeking_each_target_step(
         f"/api/v1/runs/{run_id}/metrics", json={"points": points}, headers=project.write
     ).raise_for_status()
     with Session(engine) as session:
-        query = analytics_repository.sampled_points(uuid.UUID(run_id), "accuracy", 1, 130, 12)
-        picked = [row.step for row in session.execute(query)]
-    assert picked == [1, 13, 25, 37, 100, 109, 121]
+        seeks = analytics_repository.sampled_points(uuid.UUID(run_id), "accuracy", 1, 600, 40)
+        scan = analytics_repository.sampled_points(uuid.UUID(run_id), "accuracy", 1, 600, 12)
+        assert "targets" in str(seeks.compile(engine))
+        assert "targets" not in str(scan.compile(engine))
+        by_seeks = [row.step for row in session.execute(seeks)]
+        by_scan = [row.step for row in session.execute(scan)]
+    assert by_seeks == [1, 41, 81, 121, 161, 500, 521, 561]
+    assert by_scan == [*range(1, 201, 12), *range(505, 601, 12)]
 
 
 def test_the_plateau_is_fitted_to_at_most_max_fit_points(
