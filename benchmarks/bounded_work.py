@@ -492,6 +492,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1_000_000)
     parser.add_argument("--compare", default=None, help="git ref of the code before, e.g. main")
     parser.add_argument("--writer-seconds", type=float, default=20.0)
+    parser.add_argument("--alert-interval", default="1", help="seconds between alert passes")
     parser.add_argument("--port", type=int, default=8793)
     parser.add_argument("--skip", choices=["postgresql", "sqlite"], action="append", default=[])
     args = parser.parse_args()
@@ -534,7 +535,9 @@ def main() -> None:
                 if label == "after" and args.compare:
                     upgrade_to(url, "head")
                 with code_at(ref) as root:
-                    figures = measure_sqlite(root, url, seeded, args.port + 1, args.writer_seconds)
+                    figures = measure_sqlite(
+                        root, url, seeded, args.port + 1, args.writer_seconds, args.alert_interval
+                    )
                 print(f"sqlite {label}: {json.dumps(figures)}")
 
 

@@ -201,8 +201,9 @@ def sample_buckets(run_id: uuid.UUID, per_bucket: int) -> Select[Any]:
     arithmetic on an index; with ``per_bucket`` 1 every sample is its own bucket.
 
     Buckets of 16 samples or more are summed from the run's energy blocks (``api/blocks.py``),
-    ``per_bucket`` rounded up to whole blocks: the same buckets the samples would give at that
-    size, read from a sixteenth of the rows or fewer.
+    ``per_bucket`` rounded up to whole blocks of a width up to twice it: the same buckets the
+    samples would give at that size (at most twice the size asked), read from a few rows per
+    bucket.
     """
     width = blocks.width_within(per_bucket)
     if width is not None:

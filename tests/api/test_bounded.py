@@ -294,6 +294,15 @@ def test_energy_blocks_sum_exactly_the_samples_they_hold(
             (65536, 1, 2050),
         ]
 
+        # A reader asking for buckets of n samples reads blocks of the widest width <= 2n.
+        assert [blocks.width_within(n) for n in (15, 16, 100, 128, 200, 3000)] == [
+            None,
+            16,
+            16,
+            256,
+            256,
+            4096,
+        ]
         from_blocks, size = blocks.buckets(run_id, 16, 30, analytics_repository.epoch_seconds)
         assert size == 32
         reduced = session.execute(from_blocks).all()
