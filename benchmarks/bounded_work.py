@@ -390,7 +390,8 @@ def measure_postgres(root: Path, url: str, seeded: Seeded, port: int) -> dict[st
         run = f"/api/v1/runs/{seeded.run_id}"
         for label, path, params in (
             ("forecast", f"{run}/forecast", {}),
-            ("returns", f"{run}/returns", {"max_points": 10_000}),
+            ("returns (default 2,000 points)", f"{run}/returns", {}),
+            ("returns (max_points 10,000)", f"{run}/returns", {"max_points": 10_000}),
         ):
             with Watch(pid, base) as watch:
                 times = concurrent_gets(base, seeded.read_key, path, params, 8)
@@ -405,11 +406,11 @@ def measure_postgres(root: Path, url: str, seeded: Seeded, port: int) -> dict[st
 
 
 def measure_sqlite(
-    root: Path, url: str, seeded: Seeded, port: int, seconds: float
+    root: Path, url: str, seeded: Seeded, port: int, seconds: float, interval: str
 ) -> dict[str, Any]:
-    """A 1-sample writer into another project every 50 ms, with the alert pass every second."""
+    """A 1-sample writer into another project every 50 ms, with alert passes every ``interval``."""
     base = f"http://127.0.0.1:{port}"
-    with serving_code(root, url, port, {"GREENAUDIT_ALERT_INTERVAL_S": "1"}):
+    with serving_code(root, url, port, {"GREENAUDIT_ALERT_INTERVAL_S": interval}):
         headers = {"Authorization": f"Bearer {seeded.other_write_keys[0]}"}
         with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
             run_id = str(uuid.uuid4())
