@@ -75,8 +75,12 @@ async def _watch_budgets(app: FastAPI) -> None:
     def one_pass() -> None:
         nonlocal since
         now = models.utcnow()
-        with app.state.write_sessions() as session, session.begin():
-            stored = alerts_service.evaluate(session, now, since - timedelta(seconds=interval_s))
+        stored = alerts_service.alert_pass(
+            app.state.read_sessions,
+            app.state.write_sessions,
+            now,
+            since - timedelta(seconds=interval_s),
+        )
         since = now
         if stored:
             logger.info("stored %d new alert(s)", stored)

@@ -248,6 +248,33 @@ class RunEnergyTotals(Base):
     samples: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class RunEnergyBlock(Base):
+    """Sums of a run's samples over blocks of ``width`` consecutive seqs of one rank.
+
+    Ingestion keeps them beside the running totals, at a few widths (``api/blocks.py``), so a
+    forecast or a power curve over a long run reads a few thousand blocks, not its samples.
+    Block ``b`` of width ``w`` holds the rank's samples with ``b*w <= seq < (b+1)*w``.
+    """
+
+    __tablename__ = "run_energy_block"
+
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("run.id", ondelete="CASCADE"), primary_key=True
+    )
+    width: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    block: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    t_start: Mapped[datetime]
+    t_end: Mapped[datetime]
+    kwh: Mapped[float] = mapped_column(Float)
+    co2_kg: Mapped[float] = mapped_column(Float)
+    samples: Mapped[int] = mapped_column(BigInteger)
+    step: Mapped[int | None] = mapped_column(BigInteger)
+    cpu_w: Mapped[float | None] = mapped_column(Float)
+    gpu_w: Mapped[float | None] = mapped_column(Float)
+    ram_w: Mapped[float | None] = mapped_column(Float)
+
+
 class RunMetricStats(Base):
     """Range and count of each metric of a run, kept in step with every batch (as above)."""
 

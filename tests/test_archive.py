@@ -42,6 +42,7 @@ PROJECT_TABLES = {
     "metric_point",
     "dataset_profile",
     "run_energy_totals",
+    "run_energy_block",
     "run_metric_stats",
     "run_method",
     "budget",

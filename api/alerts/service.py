@@ -12,8 +12,9 @@ import logging
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import httpx
 from sqlalchemy import CursorResult, select
@@ -35,6 +36,7 @@ MAX_ATTEMPTS = 10
 MAX_BACKOFF_S = 600.0
 CLAIM_S = 60.0
 DELIVERIES_PER_PASS = 100
+T = TypeVar("T")
 UNITS = (("limit_kg_co2", "kg_co2", "kg CO2e"), ("limit_kwh", "kwh", "kWh"))
 
 
@@ -43,14 +45,23 @@ def backoff_s(attempts: int) -> float:
     return float(min(2 ** max(attempts - 1, 0), MAX_BACKOFF_S))
 
 
-def _store(session: Session, project_id: uuid.UUID, has_webhook: bool, **alert: Any) -> bool:
+@dataclass(frozen=True)
+class Crossing:
+    """An alert the compute phase decided on, to be stored unless its dedupe key is taken."""
+
+    what: str
+    project_id: uuid.UUID
+    fields: dict[str, Any]
+
+
+def _store(session: Session, crossing: Crossing, has_webhook: bool) -> bool:
     row = {
         "id": uuid.uuid4(),
-        "project_id": project_id,
+        "project_id": crossing.project_id,
         "created_at": utcnow(),
         "delivery": Delivery.pending.value if has_webhook else Delivery.none.value,
         "attempts": 0,
-        **alert,
+        **crossing.fields,
     }
     dialect = session.get_bind().dialect.name
     return session.execute(repository.insert_alert(dialect, row)).first() is not None
@@ -61,8 +72,8 @@ def _scope(state: BudgetOut) -> str:
     return scope if state.period_start is None else f"{scope} this {state.period.value}"
 
 
-def _budget_alerts(session: Session, budget: Budget, state: BudgetOut, webhook: bool) -> int:
-    stored = 0
+def _budget_crossings(budget: Budget, state: BudgetOut) -> list[Crossing]:
+    crossings = []
     window = state.period_start.isoformat() if state.period_start else "all"
     for field, unit, label in UNITS:
         limit = getattr(budget, field)
@@ -78,16 +89,13 @@ def _budget_alerts(session: Session, budget: Budget, state: BudgetOut, webhook: 
         else:
             continue
         message += f", over its budget of {limit:.4g} {label}"
-        stored += _store(
-            session,
-            budget.project_id,
-            webhook,
-            budget_id=budget.id,
-            run_id=None,
-            kind=kind.value,
-            dedupe_key=f"budget:{budget.id}:{window}:{kind.value}:{unit}:{limit!r}",
-            message=message,
-            details={
+        fields = {
+            "budget_id": budget.id,
+            "run_id": None,
+            "kind": kind.value,
+            "dedupe_key": f"budget:{budget.id}:{window}:{kind.value}:{unit}:{limit!r}",
+            "message": message,
+            "details": {
                 "unit": unit,
                 "limit": limit,
                 "spent": spent,
@@ -97,65 +105,107 @@ def _budget_alerts(session: Session, budget: Budget, state: BudgetOut, webhook: 
                 "period": state.period.value,
                 "period_start": state.period_start.isoformat() if state.period_start else None,
             },
-        )
-    return stored
+        }
+        crossings.append(Crossing(f"budget {budget.id}", budget.project_id, fields))
+    return crossings
 
 
-def _plateau_alert(session: Session, run: Run, webhook: bool, cache: budgets.ForecastCache) -> int:
+def _plateau_crossings(session: Session, run: Run, cache: budgets.ForecastCache) -> list[Crossing]:
     if run.id not in cache:
         cache[run.id] = budgets.forecast_of_run(session, run)
     energy = cache[run.id][0]
     plateau, _ = budgets.plateau_of_run(session, run, energy)
     if plateau is None or not plateau.passed or plateau.steps_after == 0:
-        return 0
+        return []
     label = run.name or str(run.id)
-    return int(
-        _store(
-            session,
-            run.project_id,
-            webhook,
-            budget_id=None,
-            run_id=run.id,
-            kind=AlertKind.plateau_passed.value,
-            dedupe_key=f"run:{run.id}:plateau_passed",
-            message=(
-                f"run {label} passed its forecast plateau at step {plateau.step} "
-                f"({plateau.metric} {plateau.value:.4g}); the {plateau.steps_after} steps after "
-                f"it will cost {plateau.energy_after_kwh:.4g} kWh, "
-                f"{plateau.co2_after_kg:.4g} kg CO2e"
-            ),
-            details=plateau.model_dump(),
-        )
-    )
+    fields = {
+        "budget_id": None,
+        "run_id": run.id,
+        "kind": AlertKind.plateau_passed.value,
+        "dedupe_key": f"run:{run.id}:plateau_passed",
+        "message": (
+            f"run {label} passed its forecast plateau at step {plateau.step} "
+            f"({plateau.metric} {plateau.value:.4g}); the {plateau.steps_after} steps after "
+            f"it will cost {plateau.energy_after_kwh:.4g} kWh, "
+            f"{plateau.co2_after_kg:.4g} kg CO2e"
+        ),
+        "details": plateau.model_dump(),
+    }
+    return [Crossing(f"run {run.id}", run.project_id, fields)]
 
 
-def evaluate(session: Session, now: datetime, since: datetime) -> int:
-    """Store an alert for each new crossing; returns how many were stored.
+def decide(session: Session, now: datetime, since: datetime) -> list[Crossing]:
+    """The compute phase: every crossing as of ``now``, found by reading only.
 
     Every budget is checked on every pass (a budget set over spending already done must fire
     too); plateaus are checked for running runs heard from since ``since``.
     """
-    hooked = set(session.scalars(select(Webhook.project_id)))
     cache: budgets.ForecastCache = {}
-    stored = 0
+    crossings: list[Crossing] = []
     for budget in session.scalars(repository.all_budgets()).all():
 
-        def check_budget(budget: Budget = budget) -> int:
-            state = budgets.budget_state(session, budget, now, cache)
-            return _budget_alerts(session, budget, state, budget.project_id in hooked)
+        def check_budget(budget: Budget = budget) -> list[Crossing]:
+            return _budget_crossings(budget, budgets.budget_state(session, budget, now, cache))
 
-        stored += _isolated(session, f"budget {budget.id}", check_budget)
+        crossings += _isolated(session, f"budget {budget.id}", check_budget, [])
     for run in session.scalars(repository.runs_to_watch(since)).all():
 
-        def check_run(run: Run = run) -> int:
-            return _plateau_alert(session, run, run.project_id in hooked, cache)
+        def check_run(run: Run = run) -> list[Crossing]:
+            return _plateau_crossings(session, run, cache)
 
-        stored += _isolated(session, f"run {run.id}", check_run)
+        crossings += _isolated(session, f"run {run.id}", check_run, [])
+    return crossings
+
+
+def store(session: Session, crossings: list[Crossing]) -> int:
+    """The write phase: store each crossing not stored yet; returns how many were stored.
+
+    The dedupe key decides between processes that found the same crossing: one insert wins.
+    """
+    if not crossings:
+        return 0
+    hooked = set(session.scalars(select(Webhook.project_id)))
+    stored = 0
+    for crossing in crossings:
+
+        def insert(crossing: Crossing = crossing) -> bool:
+            return _store(session, crossing, crossing.project_id in hooked)
+
+        stored += _isolated(session, crossing.what, insert, False)
     return stored
 
 
-def _isolated(session: Session, what: str, check: Callable[[], int]) -> int:
-    """One budget's or run's check in a savepoint: what fails there is logged and skipped.
+def evaluate(session: Session, now: datetime, since: datetime) -> int:
+    """Decide and store in one session's transaction; returns how many alerts were stored.
+
+    The service uses :func:`alert_pass`, which does not hold the write lock while deciding.
+    """
+    return store(session, decide(session, now, since))
+
+
+def alert_pass(
+    read_sessions: Callable[[], AbstractContextManager[Session]],
+    write_sessions: Callable[[], AbstractContextManager[Session]],
+    now: datetime,
+    since: datetime,
+) -> int:
+    """One pass: decide in a read transaction, then store in a short write transaction.
+
+    Deciding reads every budget's scope and forecasts running runs, which can take a while;
+    on SQLite a writer's transaction holds the one write lock, so deciding inside it stalled
+    every writer of every project for that long (issue 16, finding 9). Only the inserts of
+    the new alerts take the lock now. Returns how many alerts were stored.
+    """
+    with read_sessions() as session, session.begin():
+        crossings = decide(session, now, since)
+    if not crossings:
+        return 0
+    with write_sessions() as session, session.begin():
+        return store(session, crossings)
+
+
+def _isolated(session: Session, what: str, check: Callable[[], T], failed: T) -> T:
+    """One item's check or insert in a savepoint: what fails there is logged and skipped.
 
     The pass covers every project; one item that cannot be checked must not silence the rest.
     """
@@ -164,7 +214,7 @@ def _isolated(session: Session, what: str, check: Callable[[], int]) -> int:
             return check()
     except Exception:
         logger.exception("alert check of %s failed; the other checks go on", what)
-        return 0
+        return failed
 
 
 def _payload(alert: Alert) -> dict[str, Any]:

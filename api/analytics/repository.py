@@ -7,12 +7,13 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Float, Select, String, cast, func, literal, select
+from sqlalchemy import BigInteger, Float, Select, String, cast, func, literal, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 from greenaudit.units import SECONDS_PER_HOUR
 
+from .. import blocks
 from ..models import (
     DatasetProfile,
     EnergySample,
@@ -114,6 +115,10 @@ def metric_stats(run_id: uuid.UUID, metric: str) -> Select[RunMetricStats]:
     )
 
 
+# Seeks cost a few dozen times a scanned row, so they pay from about this stride on.
+SEEK_STRIDE = 32
+
+
 def _point_columns() -> tuple[Any, ...]:
     # (step, time_s, value): the row type of the point queries below.
     return (MetricPoint.step, epoch_seconds(MetricPoint.time).label("time_s"), MetricPoint.value)
@@ -144,15 +149,46 @@ def first_point_past(
 
 
 def sampled_points(
-    run_id: uuid.UUID, metric: str, first_step: int, stride: int
-) -> Select[int, float, float]:
-    """Every ``stride``-th step of one metric (all of them when stride is 1), by step."""
-    query = select(*_point_columns()).where(
-        MetricPoint.run_id == run_id, MetricPoint.name == metric
+    run_id: uuid.UUID, metric: str, first_step: int, last_step: int, stride: int
+) -> Select[Any]:
+    """The first point at or after each step ``first_step + k*stride`` up to ``last_step``.
+
+    Every point when ``stride`` is 1. From a stride of ``SEEK_STRIDE`` on, each target step
+    is one index seek, so the cost is the number of targets, not of points: a million points
+    are never scanned to keep a thousand. Below it, the points at the targets themselves are
+    filtered from a scan. A step logged at every multiple of the stride is picked exactly
+    either way; past a gap, seeks pick the next point after a target.
+    """
+    point = MetricPoint
+    of_metric = (point.run_id == run_id, point.name == metric)
+    if stride <= 1:
+        return select(*_point_columns()).where(*of_metric).order_by(point.step)
+    if stride < SEEK_STRIDE:
+        # Keeping one point in a few, reading them all is cheaper than a seek for each.
+        return (
+            select(*_point_columns())
+            .where(*of_metric, (point.step - first_step) % stride == 0)
+            .order_by(point.step)
+        )
+    start = cast(literal(first_step), BigInteger)
+    targets = select(start.label("target")).cte("targets", recursive=True)
+    targets = targets.union_all(
+        select(targets.c.target + stride).where(targets.c.target + stride <= last_step)
     )
-    if stride > 1:
-        query = query.where((MetricPoint.step - first_step) % stride == 0)
-    return query.order_by(MetricPoint.step)
+    nearest = (
+        select(func.min(point.step))
+        .where(*of_metric, point.step >= targets.c.target)
+        .scalar_subquery()
+    )
+    steps = select(nearest.label("step")).select_from(targets).distinct().subquery("steps")
+    return (
+        select(*_point_columns())
+        .select_from(steps)
+        .join(
+            point, (point.run_id == run_id) & (point.name == metric) & (point.step == steps.c.step)
+        )
+        .order_by(point.step)
+    )
 
 
 def last_point(run_id: uuid.UUID, metric: str) -> Select[int, float, float]:
@@ -173,7 +209,15 @@ def sample_buckets(
     of its samples (so totals add up exactly) and the peak mean power of each component (so
     spikes survive). Buckets follow each rank's sequence numbers, so grouping is integer
     arithmetic on an index; with ``per_bucket`` 1 every sample is its own bucket.
+
+    Buckets of 16 samples or more are summed from the run's energy blocks (``api/blocks.py``),
+    ``per_bucket`` rounded up to whole blocks of a width up to twice it: the same buckets the
+    samples would give at that size (at most twice the size asked), read from a few rows per
+    bucket.
     """
+    width = blocks.width_within(per_bucket)
+    if width is not None:
+        return blocks.buckets(run_id, width, per_bucket, epoch_seconds)[0]
     bucket = EnergySample.seq // per_bucket if per_bucket > 1 else EnergySample.seq
     energy: ColumnElement[float] = (
         func.coalesce(EnergySample.cpu_kwh, 0.0)

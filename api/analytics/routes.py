@@ -118,7 +118,14 @@ def run_returns(
     direction: Direction = DEFAULT_DIRECTION,
     axis: ReturnsAxis = ReturnsAxis.energy_kwh,
     epsilon_fraction: EpsilonFraction = 0.005,
-    max_points: Annotated[int, Query(ge=10, le=100_000)] = 2000,
+    max_points: Annotated[
+        int,
+        Query(
+            ge=10,
+            le=service.MAX_CURVE_POINTS,
+            description=f"curve points to answer with, at most {service.MAX_CURVE_POINTS}",
+        ),
+    ] = 2000,
 ) -> ReturnsOut:
     """The metric against cumulative energy or CO2 within one run, and its plateau."""
     return service.run_returns(

@@ -45,6 +45,13 @@ from .schemas import (
 
 PUBLISHED_PROJECT = "published"
 MAX_ENERGY_INTERVALS = 5000
+# A returns curve holds at most this many points. Each is an index seek and a point of every
+# fit; at 100,000 one request took 8.7 s (issue 16, finding 10), and a chart has no more
+# pixels than this anyway.
+MAX_CURVE_POINTS = 10_000
+# The fits of a returns curve use at most this many of its points (the default curve's size,
+# so a default request fits every point it answers with).
+MAX_RETURNS_FIT_POINTS = 2000
 MAX_LISTED_RUNS = 10_000
 NOFADE_NOTE = (
     "NoFADE greenaudit-1 is greenaudit's own definition, built on the NoFADE abstract (Fu et al., "
@@ -388,7 +395,9 @@ def run_returns(
     # every 50 steps is sampled at multiples of 50 rather than missed.
     gap = max(1, round((last_step - first_step) / max(stats.points - 1, 1)))
     stride = gap * max(1, math.ceil(stats.points / max_points))
-    sampled = session.execute(repository.sampled_points(run.id, name, first_step, stride)).all()
+    sampled = session.execute(
+        repository.sampled_points(run.id, name, first_step, last_step, stride)
+    ).all()
     plateau_row = (
         None
         if epsilon == 0
@@ -430,6 +439,7 @@ def run_returns(
             sample_rank=ranks,
             higher_is_better=higher,
             axis=axis.value,
+            max_fit_points=MAX_RETURNS_FIT_POINTS,
         )
     except InsufficientData as error:
         return ReturnsOut(status="insufficient_data", reason=error.reason, **base, **empty)

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, Select, func, select
 
-from ..models import Budget, EnergySample, MetricPoint, Run, RunEnergyTotals
+from ..models import Budget, EnergySample, MetricPoint, Project, Run, RunEnergyTotals
 
 
 def budgets_of_project(project_id: uuid.UUID) -> Select[Budget]:
@@ -16,6 +16,15 @@ def budgets_of_project(project_id: uuid.UUID) -> Select[Budget]:
         .where(Budget.project_id == project_id)
         .order_by(Budget.group_name, Budget.period)
     )
+
+
+def count_of_project(project_id: uuid.UUID) -> Select[int]:
+    return select(func.count()).select_from(Budget).where(Budget.project_id == project_id)
+
+
+def lock_project(project_id: uuid.UUID) -> Select[uuid.UUID]:
+    """The project's row, locked until the transaction ends (PostgreSQL; SQLite ignores it)."""
+    return select(Project.id).where(Project.id == project_id).with_for_update()
 
 
 def budget_in_scope(project_id: uuid.UUID, group: str, period: str) -> Select[Budget]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 
 from ..analytics.schemas import DEFAULT_DIRECTION, Direction
 from ..deps import ReaderDep, SessionDep, WriterDep
@@ -22,15 +22,36 @@ def set_budget(
     """Set the carbon budget of the project, or of one group, for a period or for good.
 
     One budget per scope and period: posting again replaces its limits (200); a new one is
-    201. The answer shows what is spent, forecast and remaining.
+    201, and 409 ``too_many_budgets`` once the project has 100. The answer shows what is
+    spent, forecast and remaining.
     """
     return created_or_stored(response, service.set_budget(session, caller, body))
 
 
 @router.get("/api/v1/budgets", response_model=list[BudgetOut])
-def list_budgets(session: SessionDep, caller: ReaderDep) -> list[BudgetOut]:
-    """The project's budgets, each with spent, forecast and remaining (kWh and kg CO2e)."""
-    return service.list_budgets(session, caller)
+def list_budgets(
+    session: SessionDep,
+    caller: ReaderDep,
+    response: Response,
+    limit: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=service.MAX_BUDGETS_PER_PROJECT,
+            description=f"page size, at most {service.MAX_BUDGETS_PER_PROJECT} (the cap on a "
+            "project's budgets, so the default page holds them all)",
+        ),
+    ] = service.MAX_BUDGETS_PER_PROJECT,
+    offset: Annotated[int, Query(ge=0, le=10**12)] = 0,
+) -> list[BudgetOut]:
+    """The project's budgets, each with spent, forecast and remaining (kWh and kg CO2e).
+
+    A page of ``limit`` from ``offset``, in a stable order; the ``X-Total-Count`` header says
+    how many the project has. A project holds at most 100 budgets.
+    """
+    budgets, total = service.list_budgets(session, caller, limit, offset)
+    response.headers["X-Total-Count"] = str(total)
+    return budgets
 
 
 @router.get("/api/v1/budgets/{budget_id}", response_model=BudgetOut)

@@ -14,11 +14,13 @@ from greenaudit.analytics.forecast import EnergyForecast, forecast_energy, forec
 from greenaudit.schemas import RunStatus
 from greenaudit.units import G_PER_KG
 
+from .. import blocks
+from ..analytics.repository import last_point, sampled_points
 from ..analytics.schemas import DEFAULT_DIRECTION, Direction
 from ..auth import Principal
-from ..errors import NotFound
+from ..errors import Conflict, NotFound
 from ..idempotent import insert_if_absent
-from ..models import Budget, Run, utcnow
+from ..models import Budget, Run, RunEnergyTotals, RunMetricStats, utcnow
 from ..runs.service import get_run
 from . import repository
 from .schemas import (
@@ -32,6 +34,16 @@ from .schemas import (
 )
 
 DEFAULT_CONFIDENCE = 0.95
+# Budgets per project: one per scope and period, so 25 groups with all four periods each.
+MAX_BUDGETS_PER_PROJECT = 100
+# A forecast reads at most this many rows of a run's progress: its samples while it has no
+# more, else its energy blocks of the narrowest width that fits (api/blocks.py). Its batch
+# means then use up to 64 blocks of them; ANALYTICS.md and RESULTS.md say what that changes.
+MAX_FORECAST_ROWS = 4096
+# The plateau is fitted to at most this many points, evenly spaced by step (one index seek
+# each): three parameters are pinned down long before that, and a fit over a million points
+# took seconds.
+MAX_FIT_POINTS = 1000
 # Forecasts already worked out in one request or one alert pass, by run id.
 ForecastCache = dict[uuid.UUID, tuple[EnergyForecastOut | None, str | None]]
 
@@ -68,7 +80,12 @@ def forecast_of_run(
         return None, "the run has not reported its planned total_steps (run.set(total_steps=...))"
     if run.total_steps < 1:
         return None, f"the run's planned total_steps is {run.total_steps}; it must be at least 1"
-    rows = session.execute(repository.sample_progress(run.id)).all()
+    measured = session.get(RunEnergyTotals, run.id)
+    width = blocks.width_for(measured.samples if measured else 0, MAX_FORECAST_ROWS)
+    progress = (
+        repository.sample_progress(run.id) if width is None else blocks.progress(run.id, width)
+    )
+    rows = session.execute(progress).all()
     if not rows:
         return None, "the run has no energy samples yet"
     steps = np.array([math.nan if r[0] is None else float(r[0]) for r in rows])
@@ -113,11 +130,24 @@ def plateau_of_run(
     if energy is None:
         return None, "a plateau forecast needs the energy forecast"
     name = metric or run.primary_metric or "accuracy"
-    rows = session.execute(repository.metric_values(run.id, name)).all()
+    stats = session.get(RunMetricStats, (run.id, name))
+    stride = 1
+    if stats is not None and stats.points > MAX_FIT_POINTS:
+        stride = math.ceil((stats.last_step - stats.first_step) / (MAX_FIT_POINTS - 1))
+    rows = list(
+        session.execute(
+            repository.metric_values(run.id, name)
+            if stats is None or stride <= 1
+            else sampled_points(run.id, name, stats.first_step, stats.last_step, stride)
+        )
+    )
+    if stats is not None and stride > 1 and rows and rows[-1].step != stats.last_step:
+        # The last point says whether the plateau is passed; keep it in the fit.
+        rows.append(session.execute(last_point(run.id, name)).one())
     try:
         plateau = forecast_plateau(
-            [r[0] for r in rows],
-            [r[1] for r in rows],
+            [r.step for r in rows],
+            [r.value for r in rows],
             energy.total_steps,
             energy.kwh_per_step,
             higher_is_better=direction.higher_is_better,
@@ -219,6 +249,11 @@ def set_budget(session: Session, caller: Principal, body: BudgetIn) -> tuple[Bud
     """Create the budget of a scope and period, or replace its limits. Returns (it, created)."""
     group = body.group or ""
     scope = {"project_id": caller.project_id, "group_name": group, "period": body.period.value}
+    if (
+        session.scalar(repository.budget_in_scope(caller.project_id, group, body.period.value))
+        is None
+    ):
+        _check_room(session, caller.project_id)
     # Inserted unless present, so that budgets set at the same moment answer 201 once, then 200.
     created = insert_if_absent(
         session,
@@ -236,11 +271,34 @@ def set_budget(session: Session, caller: Principal, body: BudgetIn) -> tuple[Bud
     return budget_state(session, budget, utcnow()), created
 
 
-def list_budgets(session: Session, caller: Principal) -> list[BudgetOut]:
+def _check_room(session: Session, project_id: uuid.UUID) -> None:
+    """Refuse a new budget past :data:`MAX_BUDGETS_PER_PROJECT`.
+
+    Every alert pass works out every budget, so their number is the pass's cost. The
+    project's row is locked first (PostgreSQL), so concurrent creates cannot pass the cap
+    together; a SQLite writer holds the database already.
+    """
+    session.execute(repository.lock_project(project_id))
+    count = session.scalar(repository.count_of_project(project_id)) or 0
+    if count >= MAX_BUDGETS_PER_PROJECT:
+        raise Conflict(
+            f"the project has {count} budgets, the most it may have is "
+            f"{MAX_BUDGETS_PER_PROJECT}; delete one (DELETE /api/v1/budgets/{{id}}) or change "
+            "the limits of an existing one (POST the same group and period)",
+            code="too_many_budgets",
+        )
+
+
+def list_budgets(
+    session: Session, caller: Principal, limit: int = MAX_BUDGETS_PER_PROJECT, offset: int = 0
+) -> tuple[list[BudgetOut], int]:
+    """A page of the project's budgets, by group and period, and how many it has in all."""
     now = utcnow()
     cache: ForecastCache = {}
-    budgets = session.scalars(repository.budgets_of_project(caller.project_id)).all()
-    return [budget_state(session, budget, now, cache) for budget in budgets]
+    query = repository.budgets_of_project(caller.project_id)
+    total = session.scalar(repository.count_of_project(caller.project_id)) or 0
+    budgets = session.scalars(query.limit(limit).offset(offset)).all()
+    return [budget_state(session, budget, now, cache) for budget in budgets], total
 
 
 def get_budget(session: Session, caller: Principal, budget_id: uuid.UUID) -> BudgetOut:

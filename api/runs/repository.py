@@ -35,6 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.types import TypeEngine
 
+from .. import blocks
 from ..models import (
     EnergySample,
     MetricPoint,
@@ -429,7 +430,7 @@ def insert_new_points(session: Session, rows: list[dict[str, Any]]) -> set[tuple
 
 
 def add_energy_totals(session: Session, run_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> None:
-    """Add newly stored samples to the run's running totals, atomically."""
+    """Add newly stored samples to the run's running totals and energy blocks, atomically."""
     cpu = gpu = ram = co2 = gpu_seconds = 0.0
     for row in rows:  # one pass: this runs for every sample stored
         cpu += row["cpu_kwh"] or 0.0
@@ -447,6 +448,7 @@ def add_energy_totals(session: Session, run_id: uuid.UUID, rows: Sequence[dict[s
         "samples": len(rows),
     }
     session.execute(_add_totals(_dialect(session)), sums)
+    blocks.add(session, run_id, rows)
 
 
 def add_methods(session: Session, run_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> None:

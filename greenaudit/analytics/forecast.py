@@ -62,6 +62,15 @@ is the first step after which the forecast gain to the value at ``total_steps`` 
 section 1, applied to the forecast curve). Points at step 0 or below are left out, since the
 power law is not defined there.
 
+**Over a long run** the service does not pass every sample: past 4,096 samples it passes the
+run's energy blocks (``api/blocks.py``: the sums of 16, 256, 4,096 or 65,536 consecutive
+samples of a rank, kept by ingestion), each as one sample whose step is the highest in it, so
+a forecast reads at most 4,096 rows whatever the run's size. A block's boundary is placed by
+the same k/(k+1) rule, so the point forecast moves by a fraction of one block's energy, and
+the batch means have up to 64 blocks of increments instead of ⌊√m⌋ (on 2,048 samples reduced
+to 128 blocks, the forecast moved by 0.01%; benchmarks/RESULTS.md has the 1M-sample run).
+The plateau is fitted to at most 1,000 points evenly spaced by step.
+
 Everything here is a pure function of arrays.
 """
 

@@ -150,11 +150,13 @@ def summarize_returns(
     sample_rank: ArrayLike | None = None,
     higher_is_better: bool = True,
     axis: str = "energy_kwh",
+    max_fit_points: int | None = None,
 ) -> ReturnsCurve:
     """The returns of a run from its curve points (all, or a sample) and its plateau point.
 
-    The fit and the marginal gain use the curve points given; the plateau and the energy after
-    it are exact, since the plateau point and the final best are passed in.
+    The fit and the marginal gain use the curve points given, or an even sample of
+    ``max_fit_points`` of them when there are more; the plateau and the energy after it are
+    exact, since the plateau point and the final best are passed in.
     """
     step_arr = np.asarray(steps, dtype=np.int64)
     ys = np.asarray(values, dtype=float)
@@ -178,7 +180,13 @@ def summarize_returns(
             f"measured, have {int(usable.sum())}"
         )
     else:
-        fits = fit_all(x[usable], ys[usable], higher_is_better)
+        fit_x, fit_y = x[usable], ys[usable]
+        if max_fit_points is not None and fit_x.size > max_fit_points:
+            # Each model's fit costs in proportion to its points; a few thousand pin three
+            # or four parameters down as well as ten thousand do.
+            keep = np.unique(np.linspace(0, fit_x.size - 1, max_fit_points).round().astype(int))
+            fit_x, fit_y = fit_x[keep], fit_y[keep]
+        fits = fit_all(fit_x, fit_y, higher_is_better)
         fit_reason = fits.best_reason
         # Too few points for AICc: the curve still deserves a fit; take the first that converged.
         chosen: Fit | None = next(

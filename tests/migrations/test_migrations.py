@@ -30,6 +30,7 @@ TABLES = {
     "dataset_profile",
     "run_energy_totals",
     "run_metric_stats",
+    "run_energy_block",
     "run_method",
     "budget",
     "alert",
