@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select, text
+from sqlalchemy import ColumnElement, Connection, Select, Uuid, bindparam, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -106,15 +106,18 @@ def add(session: Session, run_id: uuid.UUID, rows: Sequence[dict[str, Any]]) -> 
         session.execute(_upsert(session.get_bind().dialect.name), summed(run_id, rows))
 
 
-def rebuild_sql() -> list[str]:
-    """Statements that fill the blocks from ``energy_sample`` (for rows stored around ingestion)."""
+def rebuild_sql(samples: str = "energy_sample") -> list[str]:
+    """Statements that fill the blocks from ``samples`` (for rows stored around ingestion).
+
+    ``samples`` is the table, or a parenthesised, aliased subquery of it, to read samples from.
+    """
     return [
         "INSERT INTO run_energy_block (run_id, width, rank, block, t_start, t_end, kwh, co2_kg, "
         "samples, step, cpu_w, gpu_w, ram_w) "
         f"SELECT run_id, {width}, rank, seq / {width}, MIN(t_start), MAX(t_end), "
         "SUM(COALESCE(cpu_kwh, 0) + COALESCE(gpu_kwh, 0) + COALESCE(ram_kwh, 0)), SUM(co2_kg), "
         "COUNT(*), MAX(step), MAX(cpu_w), MAX(gpu_w), MAX(ram_w) "
-        f"FROM energy_sample GROUP BY run_id, rank, seq / {width}"
+        f"FROM {samples} GROUP BY run_id, rank, seq / {width}"
         for width in WIDTHS
     ]
 
@@ -123,6 +126,17 @@ def rebuild(session: Session) -> None:
     """Fill the blocks from the stored samples (the table must be empty)."""
     for statement in rebuild_sql():
         session.execute(text(statement))
+
+
+def rebuild_project(connection: Connection, project_id: uuid.UUID) -> None:
+    """Fill the blocks of one project's runs from their samples (its blocks must be absent)."""
+    of_project = (
+        "(SELECT * FROM energy_sample WHERE run_id IN "
+        "(SELECT id FROM run WHERE project_id = :project_id)) AS s"
+    )
+    for statement in rebuild_sql(of_project):
+        query = text(statement).bindparams(bindparam("project_id", type_=Uuid()))
+        connection.execute(query, {"project_id": project_id})
 
 
 def width_for(samples: int, max_rows: int) -> int | None:

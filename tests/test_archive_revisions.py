@@ -70,6 +70,9 @@ def test_an_older_archive_imports_into_the_head(name: str, backend: str, tmp_pat
             "run_method": 6,
             # At 0006 the budget was a column of the project; migration 0007 made it this row.
             "budget": 1,
+            # Revision 0008's energy blocks, rebuilt from the samples: one block of each of the
+            # four widths (16, 256, 4096, 65536 samples) per run, as each run has under 16.
+            "run_energy_block": 8,
         }
         settings = Settings(database_url=url, admin_token=ADMIN_TOKEN)
         with TestClient(create_app(settings, target)) as copy:

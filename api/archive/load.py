@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import Connection, Engine, Table, bindparam, or_, select
 from sqlalchemy.exc import DataError, IntegrityError
 
+from .. import blocks
 from ..db import WRITE_OPTION
 from .export import current_revision
 from .format import ArchiveError, ArchiveSummary, VerifiedArchive, archived_tables, project_table
@@ -90,6 +91,7 @@ def import_archive(engine: Engine, archive: VerifiedArchive) -> ArchiveSummary:
                     t.name: insert_table(connection, t, archive.files[t.name])
                     for t in archived_tables()
                 }
+                blocks.rebuild_project(connection, archive.project_id)
             except (IntegrityError, DataError) as error:
                 reason = str(error.orig).splitlines()[0]
                 raise ArchiveError(
