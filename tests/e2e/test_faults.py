@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,21 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             yield f"sqlite:///{tmp_path / 'faults.db'}"
         else:
             yield stack.enter_context(fresh_postgres_database("faults"))
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 90) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout_s} s for {what}"
+        time.sleep(0.1)
+
+
+def _spooled_enough(spool: Path) -> bool:
+    if not spool.exists():
+        return False
+    ops = [json.loads(line)["op"] for line in spool.read_text().splitlines() if line.endswith("}")]
+    return ops.count("metric") > 20 and ops.count("energy") >= 1
 
 
 def make_project(url: str) -> tuple[str, dict[str, str]]:
@@ -96,7 +111,12 @@ def test_a_killed_client_is_flushed_later_and_its_run_ends_crashed(database: str
             text=True,
         )
         _, run_id, spool = training.stdout.readline().split()
-        time.sleep(4)
+        # Killed once it has spooled enough to check, however slowly it starts (hardware
+        # detection alone took 5 s on a loaded machine).
+        wait_for(
+            lambda: _spooled_enough(Path(spool)),
+            "the client to spool 21 metric points and an energy sample",
+        )
         training.send_signal(signal.SIGKILL)
         training.wait(10)
         spooled = [
@@ -241,9 +261,10 @@ def test_errors_and_timeouts_for_a_while_lose_and_duplicate_nothing(database: st
                 text=True,
             )
             _, run_id, _ = training.stdout.readline().split()
-            time.sleep(6)  # 500s (the first delivery comes ~4 s in: detection, then 2 s)
+            # Each fault lasts until the client has met it, however late its first delivery.
+            wait_for(lambda: proxy.seen["error"] >= 1, "a delivery answered 500")
             proxy.mode = "slow"
-            time.sleep(4)  # answers arrive after the client stopped waiting
+            wait_for(lambda: proxy.seen["slow"] >= 1, "a delivery answered after its timeout")
             proxy.mode = "ok"
             out, _ = training.communicate(timeout=180)
         finally:
