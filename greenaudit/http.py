@@ -30,7 +30,6 @@ refused the key (HTTP 401 on ...)``, ``not found (HTTP 404 on ...)``) is :func:`
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -231,10 +230,5 @@ class ServiceHttp:
     def __enter__(self) -> ServiceHttp:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()

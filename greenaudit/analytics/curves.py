@@ -227,38 +227,27 @@ def _inverse(
     higher: bool,
 ) -> float | None:
     try:
-        value = _inverse_value(model, theta, score, x_ref, higher)
+        with np.errstate(all="ignore"):
+            if model == THOMPSON:
+                a, b = theta
+                error = 1.0 - score if higher else score
+                if error <= 0 or b == 0:
+                    return None
+                value = 10 ** ((math.log10(error) - a) / b)
+            elif model == LOG_LINEAR:
+                a, b = theta
+                if b == 0:
+                    return None
+                value = 10 ** ((score - a) / b)
+            else:
+                s_inf, c_scaled, d = theta
+                gap = (s_inf - score) if higher else (score - s_inf)
+                if gap <= 0 or c_scaled <= 0 or d <= 0:
+                    return None
+                value = x_ref * (c_scaled / gap) ** (1 / d)
+        return float(value) if math.isfinite(value) and value > 0 else None
     except (OverflowError, ZeroDivisionError, ValueError):
         return None  # beyond what a float can say: the curve does not get there
-    return value
-
-
-def _inverse_value(
-    model: str,
-    theta: Sequence[float] | NDArray[np.float64],
-    score: float,
-    x_ref: float,
-    higher: bool,
-) -> float | None:
-    with np.errstate(all="ignore"):
-        if model == THOMPSON:
-            a, b = theta
-            error = 1.0 - score if higher else score
-            if error <= 0 or b == 0:
-                return None
-            value = 10 ** ((math.log10(error) - a) / b)
-        elif model == LOG_LINEAR:
-            a, b = theta
-            if b == 0:
-                return None
-            value = 10 ** ((score - a) / b)
-        else:
-            s_inf, c_scaled, d = theta
-            gap = (s_inf - score) if higher else (score - s_inf)
-            if gap <= 0 or c_scaled <= 0 or d <= 0:
-                return None
-            value = x_ref * (c_scaled / gap) ** (1 / d)
-    return float(value) if math.isfinite(value) and value > 0 else None
 
 
 def _linear_fit(

@@ -197,6 +197,11 @@ def nofade_score(rho_value: float, cost: float, cost_unit: float) -> float:
     return float(nofade_values([rho_value], [cost], cost_unit)[0])
 
 
+def _unfitted(reason: str, sigma: float | None = None, frontier_runs: int = 0) -> Saturation:
+    """A saturation without a fit of the frontier, and why there is none."""
+    return Saturation(sigma, None, None, None, frontier_runs, None, None, None, reason)
+
+
 def saturation(
     cost: ArrayLike,
     rho_values: ArrayLike,
@@ -212,45 +217,19 @@ def saturation(
     keep = np.isfinite(cs) & np.isfinite(rs)
     cs, rs = cs[keep], rs[keep]
     if rs.size < 3:
-        return Saturation(
-            None,
-            None,
-            None,
-            None,
-            0,
-            None,
-            None,
-            None,
-            f"need at least 3 runs with ρ and a cost, have {rs.size}",
-        )
+        return _unfitted(f"need at least 3 runs with ρ and a cost, have {rs.size}")
     sigma = float(rs.max())
     positive = cs > 0
     if positive.sum() < 3:
-        return Saturation(
-            sigma,
-            None,
-            None,
-            None,
-            0,
-            None,
-            None,
-            None,
-            "the cost axis is logarithmic and fewer than 3 runs have a positive cost",
+        return _unfitted(
+            "the cost axis is logarithmic and fewer than 3 runs have a positive cost", sigma
         )
     cs, rs = cs[positive], rs[positive]
     on_frontier = pareto_frontier(cs, rs)
     fc, fr = cs[on_frontier], rs[on_frontier]
     if np.unique(fc).size < 2:
-        return Saturation(
-            sigma,
-            None,
-            None,
-            None,
-            int(on_frontier.sum()),
-            None,
-            None,
-            None,
-            "the frontier has a single cost; β needs at least two",
+        return _unfitted(
+            "the frontier has a single cost; β needs at least two", sigma, int(on_frontier.sum())
         )
     fit = stats.linregress(np.log10(fc), fr)
     alpha, beta = float(fit.intercept), float(fit.slope)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import ValidationError
 
@@ -39,9 +39,14 @@ from .sender import READY_WAIT_S, RunSender
 from .spool import RunSpool
 from .threads import OnceWorker
 
+if TYPE_CHECKING:  # typing.Unpack is Python 3.11+; annotations are not evaluated at run time
+    from typing_extensions import Unpack
+
 logger = logging.getLogger("greenaudit")
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: What ``with`` passes to ``__exit__``: the exception's type, the exception, its traceback.
+ExcInfo = tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
 SETTABLE = frozenset(
     {
         "model_params",
@@ -387,16 +392,11 @@ class Run:
         self._token = _current.set(self)
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: Unpack[ExcInfo]) -> None:
         if self._token is not None:
             _current.reset(self._token)
             self._token = None
-        self.finish(exc)
+        self.finish(exc_info[1])
 
     # What the training code reports ---------------------------------------------------------
 
@@ -665,13 +665,8 @@ class _Tracking:
         self._runs.append(tracked)
         return tracked.__enter__()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._runs.pop().__exit__(exc_type, exc, tb)
+    def __exit__(self, *exc_info: Unpack[ExcInfo]) -> None:
+        self._runs.pop().__exit__(*exc_info)
 
 
 def track(*args: Any, **options: Any) -> Any:

@@ -26,33 +26,15 @@ Example:
     >>> print(render_markdown(report))  # doctest: +SKIP
 """
 
+from . import model
 from .blocks import Block, lookup, number
 from .compose import blocks_of, group_report_blocks, run_report_blocks
 from .gather import gather, is_run_id
-from .model import (
-    DEFAULT_CURVE_POINTS,
-    NOFADE_NEEDS_HIGHER,
-    GroupReport,
-    Provenance,
-    Report,
-    ReportError,
-    ReportFormat,
-    RunNofade,
-    RunReport,
-)
+from .model import *  # noqa: F403  (every name of model.__all__ is the package's too)
 from .render import render_html, render_markdown
 
 __all__ = [
-    "DEFAULT_CURVE_POINTS",
-    "NOFADE_NEEDS_HIGHER",
     "Block",
-    "GroupReport",
-    "Provenance",
-    "Report",
-    "ReportError",
-    "ReportFormat",
-    "RunNofade",
-    "RunReport",
     "blocks_of",
     "gather",
     "group_report_blocks",
@@ -63,6 +45,7 @@ __all__ = [
     "render_markdown",
     "run_report_blocks",
 ]
+__all__ += model.__all__
 
 # doctest.testmod(greenaudit.report) looks only at this module's own objects; these are the
 # package's examples.

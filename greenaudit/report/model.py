@@ -11,6 +11,19 @@ from greenaudit.schemas.analytics import NofadeGroup, NofadeOut, NofadeRun, Retu
 from greenaudit.schemas.runs import CreationCostOut, RunOut
 from greenaudit.schemas.totals import TotalsRow
 
+# MISSING stays out: it is the renderers' placeholder, not part of the package's API.
+__all__ = [
+    "DEFAULT_CURVE_POINTS",
+    "NOFADE_NEEDS_HIGHER",
+    "GroupReport",
+    "Provenance",
+    "Report",
+    "ReportError",
+    "ReportFormat",
+    "RunNofade",
+    "RunReport",
+]
+
 #: Points of the returns curve asked of the API by default: enough for the figure, few enough
 #: for a table in an appendix. The API samples the curve evenly and always keeps the plateau
 #: and the last point.

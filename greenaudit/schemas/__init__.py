@@ -9,74 +9,9 @@ ones. They import only pydantic, so the client-only install can use them.
 * :mod:`.runs`, :mod:`.totals`, :mod:`.analytics`, :mod:`.budgets`: the service's answers.
 """
 
-from .base import (
-    CLIENT_END_STATUSES,
-    MAX_BATCH_ITEMS,
-    MAX_EXACT_COUNT,
-    MAX_GRID_INTENSITY_G_PER_KWH,
-    MAX_META_BYTES,
-    MAX_META_DEPTH,
-    MAX_NAME_LENGTH,
-    NO_NUL,
-    BatchResult,
-    Count,
-    Energy,
-    FiniteFloat,
-    MeasurementMethod,
-    Meta,
-    Name,
-    NonNegativeFloat,
-    Page,
-    Power,
-    RunKind,
-    RunStatus,
-    SmallCount,
-    UtcDatetime,
-    WireModel,
-)
-from .requests import (
-    DatasetProfileIn,
-    EnergyBatch,
-    EnergySampleIn,
-    Hardware,
-    MetricBatch,
-    MetricPointIn,
-    RunCreate,
-    RunFinish,
-    RunUpdate,
-)
+# Each module lists its public names once, in its __all__; the package re-exports them.
+from . import base, requests
+from .base import *  # noqa: F403
+from .requests import *  # noqa: F403
 
-__all__ = [
-    "CLIENT_END_STATUSES",
-    "MAX_BATCH_ITEMS",
-    "MAX_EXACT_COUNT",
-    "MAX_GRID_INTENSITY_G_PER_KWH",
-    "MAX_META_DEPTH",
-    "MAX_META_BYTES",
-    "MAX_NAME_LENGTH",
-    "NO_NUL",
-    "BatchResult",
-    "Count",
-    "DatasetProfileIn",
-    "Energy",
-    "EnergyBatch",
-    "EnergySampleIn",
-    "FiniteFloat",
-    "Hardware",
-    "MeasurementMethod",
-    "Meta",
-    "MetricBatch",
-    "MetricPointIn",
-    "Name",
-    "NonNegativeFloat",
-    "Page",
-    "Power",
-    "RunCreate",
-    "RunFinish",
-    "RunKind",
-    "RunStatus",
-    "RunUpdate",
-    "SmallCount",
-    "UtcDatetime",
-    "WireModel",
-]
+__all__ = base.__all__ + requests.__all__

@@ -13,6 +13,32 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+__all__ = [
+    "CLIENT_END_STATUSES",
+    "MAX_BATCH_ITEMS",
+    "MAX_EXACT_COUNT",
+    "MAX_GRID_INTENSITY_G_PER_KWH",
+    "MAX_META_BYTES",
+    "MAX_META_DEPTH",
+    "MAX_NAME_LENGTH",
+    "NO_NUL",
+    "BatchResult",
+    "Count",
+    "Energy",
+    "FiniteFloat",
+    "MeasurementMethod",
+    "Meta",
+    "Name",
+    "NonNegativeFloat",
+    "Page",
+    "Power",
+    "RunKind",
+    "RunStatus",
+    "SmallCount",
+    "UtcDatetime",
+    "WireModel",
+]
+
 #: Most energy samples or metric points accepted in one batch request.
 MAX_BATCH_ITEMS = 5000
 #: Longest name (run, model, dataset, metric, group ...) accepted.

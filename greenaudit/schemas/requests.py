@@ -27,6 +27,18 @@ from .base import (
     WireModel,
 )
 
+__all__ = [
+    "DatasetProfileIn",
+    "EnergyBatch",
+    "EnergySampleIn",
+    "Hardware",
+    "MetricBatch",
+    "MetricPointIn",
+    "RunCreate",
+    "RunFinish",
+    "RunUpdate",
+]
+
 
 class Hardware(WireModel):
     """Where a run (or rank of a run) executed."""
