@@ -6,9 +6,10 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import func, or_, select, update
+from pydantic import BaseModel
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from greenaudit.schemas import (
@@ -46,6 +47,8 @@ from .schemas import (
 
 if TYPE_CHECKING:
     from ..db import AnySelect
+
+Item = TypeVar("Item", bound=BaseModel)
 
 LIVENESS_RESOLUTION = timedelta(seconds=5)
 # Fields that say which run this is: a re-sent create must agree on them.
@@ -92,10 +95,7 @@ _POINTS = _ItemKind(
 
 def get_run(session: Session, caller: Principal, run_id: uuid.UUID) -> Run:
     """The run, if it belongs to the caller's project; otherwise 404, never 403."""
-    run = session.get(Run, run_id)
-    if run is None or run.project_id != caller.project_id:
-        raise NotFound(f"run {run_id} not found")
-    return run
+    return caller.own(session, Run, run_id, "run")
 
 
 def seen(run: Run) -> None:
@@ -189,9 +189,7 @@ def create_run(session: Session, caller: Principal, body: RunCreate) -> tuple[Ru
         return _as_retry(session, caller, existing, body), False
 
     if body.parent_run_id is not None:
-        parent = session.get(Run, body.parent_run_id)
-        if parent is None or parent.project_id != caller.project_id:
-            raise NotFound(f"parent run {body.parent_run_id} not found")
+        caller.own(session, Run, body.parent_run_id, "parent run")
 
     values = {
         "id": body.id,
@@ -467,13 +465,7 @@ def energy_of_run(
         )
         or 0
     )
-    rows = session.scalars(query.limit(limit).offset(offset)).all()
-    return Page[EnergySampleOut](
-        items=[EnergySampleOut.model_validate(r) for r in rows],
-        total=total,
-        limit=limit,
-        offset=offset,
-    )
+    return _page_of(EnergySampleOut, session, query, total, limit, offset)
 
 
 def metrics_of_run(
@@ -487,12 +479,16 @@ def metrics_of_run(
     run = get_run(session, caller, run_id)
     query = repository.metric_series(run.id, name)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    return _page_of(MetricPointOut, session, query, total, limit, offset)
+
+
+def _page_of(
+    out: type[Item], session: Session, query: Select[Any], total: int, limit: int, offset: int
+) -> Page[Item]:
+    """One page of ``query``'s rows (of ``total``), each read as ``out``."""
     rows = session.scalars(query.limit(limit).offset(offset)).all()
-    return Page[MetricPointOut](
-        items=[MetricPointOut.model_validate(r) for r in rows],
-        total=total,
-        limit=limit,
-        offset=offset,
+    return Page[out](  # type: ignore[valid-type]
+        items=[out.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
     )
 
 
