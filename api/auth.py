@@ -15,13 +15,14 @@ import zlib
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
+from typing import TypeVar
 
 from sqlalchemy import CursorResult, Update, bindparam, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .errors import Forbidden, Unauthorized
-from .models import ApiKey, utcnow
+from .errors import Forbidden, NotFound, Unauthorized
+from .models import ApiKey, Budget, Run, utcnow
 
 KEY_MARK = "ga"
 # last_used_at is refreshed at most this often, so reads do not each cost a write.
@@ -38,6 +39,10 @@ class Scope(str, Enum):
     write = "write"
 
 
+#: The rows a key may read only within its own project.
+Owned = TypeVar("Owned", Run, Budget)
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: a key of one project, with its scope."""
@@ -49,6 +54,17 @@ class Principal:
     def require_write(self) -> None:
         if self.scope is not Scope.write:
             raise Forbidden("this key is read-only; use the project's write key")
+
+    def own(self, session: Session, model: type[Owned], item_id: uuid.UUID, what: str) -> Owned:
+        """The ``model`` row ``item_id`` if it is of the caller's project.
+
+        Otherwise 404 ``{what} {item_id} not found``, never 403: another project's ids are not
+        told apart from ids that do not exist.
+        """
+        item = session.get(model, item_id)
+        if item is None or item.project_id != self.project_id:
+            raise NotFound(f"{what} {item_id} not found")
+        return item
 
 
 def hash_key(key: str) -> str:

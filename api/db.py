@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.expression import FunctionElement
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -22,6 +24,23 @@ from greenaudit.settings import Settings
 
 #: Execution option that marks a connection as a writer (BEGIN IMMEDIATE on SQLite).
 WRITE_OPTION = "greenaudit_writer"
+
+
+def compile_per_dialect(
+    function: type[FunctionElement[Any]], *, postgresql: str, sqlite: str
+) -> None:
+    """Emit ``function``, of one SQL argument, as each engine's own SQL.
+
+    Each template has ``{0}`` where the argument's SQL goes.
+    """
+    for dialect, template in (("postgresql", postgresql), ("sqlite", sqlite)):
+        _compile_with(function, dialect, template)
+
+
+def _compile_with(function: type[FunctionElement[Any]], dialect: str, template: str) -> None:
+    @compiles(function, dialect)
+    def _compile(element: FunctionElement[Any], compiler: Any, **kw: Any) -> str:
+        return template.format(compiler.process(element.clauses, **kw))
 
 
 def make_engine(settings: Settings) -> Engine:

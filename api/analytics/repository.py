@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, Float, Select, String, cast, func, literal, select
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 from greenaudit.units import SECONDS_PER_HOUR
 
 from .. import blocks
+from ..db import compile_per_dialect
 from ..models import (
     DatasetProfile,
     EnergySample,
@@ -37,15 +37,12 @@ class epoch_seconds(FunctionElement[float]):  # noqa: N801 - reads as the SQL fu
     inherit_cache = True
 
 
-@compiles(epoch_seconds, "postgresql")
-def _epoch_postgresql(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
-    return f"EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)})"
-
-
-@compiles(epoch_seconds, "sqlite")
-def _epoch_sqlite(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
+compile_per_dialect(
+    epoch_seconds,
+    postgresql="EXTRACT(EPOCH FROM {0})",
     # SQLite keeps UTC timestamps as text; julianday() parses them (2440587.5 is 1970-01-01).
-    return f"((julianday({compiler.process(element.clauses, **kw)}) - 2440587.5) * 86400.0)"
+    sqlite="((julianday({0}) - 2440587.5) * 86400.0)",
+)
 
 
 def run_rows(

@@ -7,22 +7,20 @@ from fastapi import APIRouter, Query
 
 from greenaudit.analytics.nofade import SaturationThresholds
 from greenaudit.schemas import MAX_NAME_LENGTH, NO_NUL
+from greenaudit.schemas.analytics import (
+    DEFAULT_DIRECTION,
+    DiminishingReturnsOut,
+    Direction,
+    GroupBy,
+    NofadeOut,
+    ReturnsOut,
+)
 
 from ..deps import ReaderDep, SessionDep
 from ..errors import ERROR_RESPONSES
 from ..params import EpsilonFraction, Filters, run_metric
 from . import service
-from .schemas import (
-    DEFAULT_DIRECTION,
-    CostAxis,
-    DiminishingReturnsOut,
-    Direction,
-    GroupBy,
-    NofadeAxis,
-    NofadeOut,
-    ReturnsAxis,
-    ReturnsOut,
-)
+from .schemas import CostAxis, NofadeAxis, ReturnsAxis
 
 router = APIRouter(tags=["analytics"], responses=ERROR_RESPONSES)
 

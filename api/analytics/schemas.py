@@ -4,51 +4,11 @@ from __future__ import annotations
 
 from enum import Enum
 
-from greenaudit.schemas.analytics import (
-    DEFAULT_DIRECTION,
-    Axis,
-    CurvePoint,
-    DiminishingReturnsOut,
-    Direction,
-    FitOut,
-    GroupBy,
-    MarginalCostOut,
-    MarginalGainOut,
-    NofadeGroup,
-    NofadeOut,
-    NofadeRun,
-    ParameterOut,
-    PlateauOut,
-    ProjectionOut,
-    ReturnsOut,
-    RunPoint,
-    Thresholds,
-)
+# Re-exported for the services that pick a direction; the wire models live in
+# greenaudit.schemas.analytics and are imported from there.
+from greenaudit.schemas.analytics import DEFAULT_DIRECTION, Direction
 
-__all__ = [
-    "AXIS_UNITS",
-    "DEFAULT_DIRECTION",
-    "Axis",
-    "CostAxis",
-    "CurvePoint",
-    "DiminishingReturnsOut",
-    "Direction",
-    "FitOut",
-    "GroupBy",
-    "MarginalCostOut",
-    "MarginalGainOut",
-    "NofadeAxis",
-    "NofadeGroup",
-    "NofadeOut",
-    "NofadeRun",
-    "ParameterOut",
-    "PlateauOut",
-    "ProjectionOut",
-    "ReturnsAxis",
-    "ReturnsOut",
-    "RunPoint",
-    "Thresholds",
-]
+__all__ = ["AXIS_UNITS", "DEFAULT_DIRECTION", "CostAxis", "Direction", "NofadeAxis", "ReturnsAxis"]
 
 
 class CostAxis(str, Enum):

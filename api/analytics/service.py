@@ -13,17 +13,8 @@ from sqlalchemy.orm import Session
 
 from greenaudit.analytics import curves, nofade, returns
 from greenaudit.analytics.curves import InsufficientData
-
-from ..auth import Principal
-from ..errors import InvalidInput
-from ..models import DatasetProfile, RunEnergyTotals
-from ..runs.schemas import RunFilters
-from ..runs.service import check_project_filter, get_run
-from . import repository
-from .schemas import (
-    AXIS_UNITS,
+from greenaudit.schemas.analytics import (
     Axis,
-    CostAxis,
     CurvePoint,
     DiminishingReturnsOut,
     Direction,
@@ -31,17 +22,23 @@ from .schemas import (
     GroupBy,
     MarginalCostOut,
     MarginalGainOut,
-    NofadeAxis,
     NofadeGroup,
     NofadeOut,
     NofadeRun,
     ParameterOut,
     ProjectionOut,
-    ReturnsAxis,
     ReturnsOut,
     RunPoint,
     Thresholds,
 )
+
+from ..auth import Principal
+from ..errors import InvalidInput
+from ..models import DatasetProfile, RunEnergyTotals
+from ..runs.schemas import RunFilters
+from ..runs.service import check_project_filter, get_run
+from . import repository
+from .schemas import AXIS_UNITS, CostAxis, NofadeAxis, ReturnsAxis
 
 PUBLISHED_PROJECT = "published"
 MAX_ENERGY_INTERVALS = 5000

@@ -7,9 +7,9 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Date, Select, func, select
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
+from ..db import compile_per_dialect
 from ..models import Run, RunEnergyTotals, RunMetricStats
 
 
@@ -20,14 +20,11 @@ class utc_day(FunctionElement[Any]):  # noqa: N801 - reads as the SQL it emits
     inherit_cache = True
 
 
-@compiles(utc_day, "postgresql")
-def _utc_day_postgresql(element: utc_day, compiler: Any, **kw: Any) -> str:
-    return f"CAST(({compiler.process(element.clauses, **kw)} AT TIME ZONE 'UTC') AS DATE)"
-
-
-@compiles(utc_day, "sqlite")
-def _utc_day_sqlite(element: utc_day, compiler: Any, **kw: Any) -> str:
-    return f"date({compiler.process(element.clauses, **kw)})"
+compile_per_dialect(
+    utc_day,
+    postgresql="CAST(({0} AT TIME ZONE 'UTC') AS DATE)",
+    sqlite="date({0})",
+)
 
 
 def daily_co2(project_id: uuid.UUID, since: datetime | None) -> Select[date, float]:

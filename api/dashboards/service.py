@@ -15,10 +15,11 @@ from sqlalchemy.orm import Session
 from greenaudit.analytics.curves import evaluate
 from greenaudit.analytics.nofade import SaturationThresholds
 from greenaudit.dashboards import figures
+from greenaudit.schemas.analytics import DEFAULT_DIRECTION, GroupBy
 
 from ..analytics import service as analytics
 from ..analytics.repository import sample_buckets, samples_per_bucket
-from ..analytics.schemas import DEFAULT_DIRECTION, CostAxis, GroupBy, NofadeAxis, ReturnsAxis
+from ..analytics.schemas import CostAxis, NofadeAxis, ReturnsAxis
 from ..auth import Principal
 from ..models import Run, RunEnergyTotals
 from ..projects.service import get_project

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import func, or_, select, update
+from pydantic import BaseModel
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from greenaudit.schemas import (
@@ -46,21 +48,54 @@ from .schemas import (
 if TYPE_CHECKING:
     from ..db import AnySelect
 
+Item = TypeVar("Item", bound=BaseModel)
+
 LIVENESS_RESOLUTION = timedelta(seconds=5)
 # Fields that say which run this is: a re-sent create must agree on them.
 IDENTITY_FIELDS = ("name", "kind", "model", "dataset", "task", "parent_run_id", "group")
-SAMPLE_FIELDS = tuple(f for f in EnergySampleIn.model_fields if f not in ("rank", "seq"))
-POINT_FIELDS = ("epoch", "value", "time")
-SAMPLE_LABEL = "(rank {0}, seq {1})"
-POINT_LABEL = "({0!r}, step {1})"
+
+
+@dataclass(frozen=True)
+class _ItemKind:
+    """One kind of batch item: its unique key, how it is stored and how errors name it."""
+
+    #: The item's name in errors, and the batch field that lists the items.
+    what: str
+    batch_field: str
+    #: The unique key within a run, and how one key reads (``label.format(*key)``).
+    key: tuple[str, str]
+    label: str
+    #: The stored columns a re-sent item must agree on.
+    fields: Sequence[str]
+    #: Inserts the rows not stored yet and answers the keys it inserted.
+    insert: Callable[[Session, list[dict[str, Any]]], set[Any]]
+    #: The query for a run's stored items among some keys.
+    stored: Callable[[uuid.UUID, list[tuple[Any, Any]]], AnySelect]
+
+
+_SAMPLES = _ItemKind(
+    what="energy sample",
+    batch_field="samples",
+    key=repository.SAMPLE_KEY,
+    label="(rank {0}, seq {1})",
+    fields=tuple(f for f in EnergySampleIn.model_fields if f not in repository.SAMPLE_KEY),
+    insert=repository.insert_new_samples,
+    stored=repository.stored_samples,
+)
+_POINTS = _ItemKind(
+    what="metric point",
+    batch_field="points",
+    key=repository.POINT_KEY,
+    label="({0!r}, step {1})",
+    fields=("epoch", "value", "time"),
+    insert=repository.insert_new_points,
+    stored=repository.stored_points,
+)
 
 
 def get_run(session: Session, caller: Principal, run_id: uuid.UUID) -> Run:
     """The run, if it belongs to the caller's project; otherwise 404, never 403."""
-    run = session.get(Run, run_id)
-    if run is None or run.project_id != caller.project_id:
-        raise NotFound(f"run {run_id} not found")
-    return run
+    return caller.own(session, Run, run_id, "run")
 
 
 def seen(run: Run) -> None:
@@ -154,9 +189,7 @@ def create_run(session: Session, caller: Principal, body: RunCreate) -> tuple[Ru
         return _as_retry(session, caller, existing, body), False
 
     if body.parent_run_id is not None:
-        parent = session.get(Run, body.parent_run_id)
-        if parent is None or parent.project_id != caller.project_id:
-            raise NotFound(f"parent run {body.parent_run_id} not found")
+        caller.own(session, Run, body.parent_run_id, "parent run")
 
     values = {
         "id": body.id,
@@ -294,44 +327,44 @@ def check_measured_before_end(
 
 
 def _unique_items(
-    items: list[dict[str, Any]], key_fields: tuple[str, str], label: str, where: str
+    items: list[dict[str, Any]], kind: _ItemKind
 ) -> dict[tuple[Any, Any], dict[str, Any]]:
     """The batch's items by their unique key; an item repeated with other content is an error."""
     by_key: dict[tuple[Any, Any], dict[str, Any]] = {}
     for index, item in enumerate(items):
-        key = (item[key_fields[0]], item[key_fields[1]])
+        key = (item[kind.key[0]], item[kind.key[1]])
         if by_key.setdefault(key, item) is not item and by_key[key] != item:
             raise InvalidInput(
-                f"{where}[{index}] repeats {label.format(*key)} with different content"
+                f"{kind.batch_field}[{index}] repeats {kind.label.format(*key)} "
+                "with different content"
             )
     return by_key
 
 
-def _check_resent(
+def _insert_new(
     session: Session,
-    stored: Callable[[list[tuple[Any, Any]]], AnySelect],
+    run_id: uuid.UUID,
+    kind: _ItemKind,
     sent: dict[tuple[Any, Any], dict[str, Any]],
-    inserted: set[tuple[Any, Any]],
-    key_fields: tuple[str, str],
-    fields: Sequence[str],
-    what: str,
-    label: str,
-) -> None:
-    """Items sent again must equal what is stored; anything else is a conflict, not a duplicate.
+    rows: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Insert the rows not stored yet, and answer them.
 
-    ``stored`` gives the query for the stored rows of the keys that were not inserted.
+    Items sent again must equal what is stored; anything else is a conflict, not a duplicate.
     """
+    inserted = kind.insert(session, rows)
     resent = [key for key in sent if key not in inserted]
-    if not resent:
-        return
-    for row in session.execute(stored(resent)):
-        key = (getattr(row, key_fields[0]), getattr(row, key_fields[1]))
-        if (
-            key in sent
-            and key not in inserted
-            and any(getattr(row, f) != sent[key][f] for f in fields)
-        ):
-            raise Conflict(_conflict_detail(what, label.format(*key), row, sent[key], fields))
+    if resent:
+        for row in session.execute(kind.stored(run_id, resent)):
+            key = (getattr(row, kind.key[0]), getattr(row, kind.key[1]))
+            if (
+                key in sent
+                and key not in inserted
+                and any(getattr(row, f) != sent[key][f] for f in kind.fields)
+            ):
+                label = kind.label.format(*key)
+                raise Conflict(_conflict_detail(kind.what, label, row, sent[key], kind.fields))
+    return [row for row in rows if (row[kind.key[0]], row[kind.key[1]]) in inserted]
 
 
 def ingest_energy(
@@ -350,10 +383,13 @@ def ingest_energy(
             method = values[f"{component}_method"]
             if method is not None:
                 values[f"{component}_method"] = method.value
-    sent = _unique_items(samples, repository.SAMPLE_KEY, SAMPLE_LABEL, "samples")
+    sent = _unique_items(samples, _SAMPLES)
     check_measured_before_end(
         run,
-        ((f"energy sample {SAMPLE_LABEL.format(*key)}", v["t_start"]) for key, v in sent.items()),
+        (
+            (f"{_SAMPLES.what} {_SAMPLES.label.format(*key)}", v["t_start"])
+            for key, v in sent.items()
+        ),
     )
     kg_per_kwh = run.carbon_intensity_g_per_kwh / G_PER_KG * run.pue
     rows = []
@@ -371,18 +407,7 @@ def ingest_energy(
                 "co2_kg": energy * kg_per_kwh,
             }
         )
-    inserted = repository.insert_new_samples(session, rows)
-    _check_resent(
-        session,
-        lambda keys: repository.stored_samples(run.id, keys),
-        sent,
-        inserted,
-        repository.SAMPLE_KEY,
-        SAMPLE_FIELDS,
-        "energy sample",
-        SAMPLE_LABEL,
-    )
-    new_rows = [row for row in rows if (row["rank"], row["seq"]) in inserted]
+    new_rows = _insert_new(session, run.id, _SAMPLES, sent, rows)
     if new_rows:
         repository.add_energy_totals(session, run.id, new_rows)
         repository.add_methods(session, run.id, new_rows)
@@ -395,20 +420,9 @@ def ingest_metrics(
     """Store a batch of metric points in one transaction; re-sent points change nothing."""
     run = ingest_target(session, caller, run_id)
     points = batch.model_dump()["points"]
-    sent = _unique_items(points, repository.POINT_KEY, POINT_LABEL, "points")
+    sent = _unique_items(points, _POINTS)
     rows = [{**sent[key], "run_id": run.id} for key in sorted(sent)]
-    inserted = repository.insert_new_points(session, rows)
-    _check_resent(
-        session,
-        lambda keys: repository.stored_points(run.id, keys),
-        sent,
-        inserted,
-        repository.POINT_KEY,
-        POINT_FIELDS,
-        "metric point",
-        POINT_LABEL,
-    )
-    new_rows = [row for row in rows if (row["name"], row["step"]) in inserted]
+    new_rows = _insert_new(session, run.id, _POINTS, sent, rows)
     if new_rows:
         repository.add_metric_stats(session, run.id, new_rows)
     return BatchResult(inserted=len(new_rows), duplicates=len(batch.points) - len(new_rows))
@@ -451,13 +465,7 @@ def energy_of_run(
         )
         or 0
     )
-    rows = session.scalars(query.limit(limit).offset(offset)).all()
-    return Page[EnergySampleOut](
-        items=[EnergySampleOut.model_validate(r) for r in rows],
-        total=total,
-        limit=limit,
-        offset=offset,
-    )
+    return _page_of(EnergySampleOut, session, query, total, limit, offset)
 
 
 def metrics_of_run(
@@ -471,12 +479,16 @@ def metrics_of_run(
     run = get_run(session, caller, run_id)
     query = repository.metric_series(run.id, name)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    return _page_of(MetricPointOut, session, query, total, limit, offset)
+
+
+def _page_of(
+    out: type[Item], session: Session, query: Select[Any], total: int, limit: int, offset: int
+) -> Page[Item]:
+    """One page of ``query``'s rows (of ``total``), each read as ``out``."""
     rows = session.scalars(query.limit(limit).offset(offset)).all()
-    return Page[MetricPointOut](
-        items=[MetricPointOut.model_validate(r) for r in rows],
-        total=total,
-        limit=limit,
-        offset=offset,
+    return Page[out](  # type: ignore[valid-type]
+        items=[out.model_validate(r) for r in rows], total=total, limit=limit, offset=offset
     )
 
 

@@ -7,6 +7,33 @@ revision = "0001"
 down_revision = None
 
 
+def _row_id() -> sa.Column[int]:
+    # The high-volume tables count rows in BIGINT; SQLite autoincrements only an INTEGER key.
+    return sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        autoincrement=True,
+        nullable=False,
+    )
+
+
+def _cascade_from_project(table: str) -> sa.ForeignKeyConstraint:
+    """The ``project_id`` foreign key of ``table``: its rows go with their project."""
+    return sa.ForeignKeyConstraint(
+        ["project_id"],
+        ["project.id"],
+        name=op.f(f"fk_{table}_project_id_project"),
+        ondelete="CASCADE",
+    )
+
+
+def _cascade_from_run(table: str) -> sa.ForeignKeyConstraint:
+    """The ``run_id`` foreign key of ``table``: its rows go with their run."""
+    return sa.ForeignKeyConstraint(
+        ["run_id"], ["run.id"], name=op.f(f"fk_{table}_run_id_run"), ondelete="CASCADE"
+    )
+
+
 def upgrade() -> None:
     op.create_table(
         "project",
@@ -28,12 +55,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["project_id"],
-            ["project.id"],
-            name=op.f("fk_api_key_project_id_project"),
-            ondelete="CASCADE",
-        ),
+        _cascade_from_project("api_key"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_key")),
         sa.UniqueConstraint("prefix", name=op.f("uq_api_key_prefix")),
     )
@@ -51,12 +73,7 @@ def upgrade() -> None:
         sa.Column("class_counts", sa.JSON(), nullable=True),
         sa.Column("entropy_bits", sa.Float(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["project_id"],
-            ["project.id"],
-            name=op.f("fk_dataset_profile_project_id_project"),
-            ondelete="CASCADE",
-        ),
+        _cascade_from_project("dataset_profile"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_dataset_profile")),
         sa.UniqueConstraint(
             "project_id", "name", "version", name=op.f("uq_dataset_profile_project_id_name_version")
@@ -100,12 +117,7 @@ def upgrade() -> None:
             name=op.f("fk_run_parent_run_id_run"),
             ondelete="SET NULL",
         ),
-        sa.ForeignKeyConstraint(
-            ["project_id"],
-            ["project.id"],
-            name=op.f("fk_run_project_id_project"),
-            ondelete="CASCADE",
-        ),
+        _cascade_from_project("run"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_run")),
     )
     with op.batch_alter_table("run", schema=None) as batch_op:
@@ -116,12 +128,7 @@ def upgrade() -> None:
 
     op.create_table(
         "energy_sample",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
+        _row_id(),
         sa.Column("run_id", sa.Uuid(), nullable=False),
         sa.Column("rank", sa.Integer(), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
@@ -140,9 +147,7 @@ def upgrade() -> None:
         sa.Column("gpu_count", sa.Integer(), nullable=False),
         sa.Column("co2_kg", sa.Float(), nullable=False),
         sa.Column("step", sa.BigInteger(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["run_id"], ["run.id"], name=op.f("fk_energy_sample_run_id_run"), ondelete="CASCADE"
-        ),
+        _cascade_from_run("energy_sample"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_energy_sample")),
         sa.UniqueConstraint("run_id", "rank", "seq", name=op.f("uq_energy_sample_run_id_rank_seq")),
     )
@@ -151,21 +156,14 @@ def upgrade() -> None:
 
     op.create_table(
         "metric_point",
-        sa.Column(
-            "id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=True,
-            nullable=False,
-        ),
+        _row_id(),
         sa.Column("run_id", sa.Uuid(), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("step", sa.BigInteger(), nullable=False),
         sa.Column("epoch", sa.BigInteger(), nullable=True),
         sa.Column("value", sa.Float(), nullable=False),
         sa.Column("time", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["run_id"], ["run.id"], name=op.f("fk_metric_point_run_id_run"), ondelete="CASCADE"
-        ),
+        _cascade_from_run("metric_point"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_metric_point")),
         sa.UniqueConstraint(
             "run_id", "name", "step", name=op.f("uq_metric_point_run_id_name_step")

@@ -7,6 +7,16 @@ revision = "0007"
 down_revision = "0006"
 
 
+def _cascade_from_project(table: str) -> sa.ForeignKeyConstraint:
+    """The ``project_id`` foreign key of ``table``: its rows go with their project."""
+    return sa.ForeignKeyConstraint(
+        ["project_id"],
+        ["project.id"],
+        name=op.f(f"fk_{table}_project_id_project"),
+        ondelete="CASCADE",
+    )
+
+
 def upgrade() -> None:
     op.create_table(
         "budget",
@@ -18,12 +28,7 @@ def upgrade() -> None:
         sa.Column("limit_kwh", sa.Float(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["project_id"],
-            ["project.id"],
-            name=op.f("fk_budget_project_id_project"),
-            ondelete="CASCADE",
-        ),
+        _cascade_from_project("budget"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_budget")),
         sa.UniqueConstraint(
             "project_id",
@@ -38,12 +43,7 @@ def upgrade() -> None:
         sa.Column("url", sa.String(length=2000), nullable=False),
         sa.Column("secret", sa.String(length=200), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["project_id"],
-            ["project.id"],
-            name=op.f("fk_webhook_project_id_project"),
-            ondelete="CASCADE",
-        ),
+        _cascade_from_project("webhook"),
         sa.PrimaryKeyConstraint("project_id", name=op.f("pk_webhook")),
     )
     op.create_table(
@@ -68,12 +68,7 @@ def upgrade() -> None:
             name=op.f("fk_alert_budget_id_budget"),
             ondelete="SET NULL",
         ),
-        sa.ForeignKeyConstraint(
-            ["project_id"],
-            ["project.id"],
-            name=op.f("fk_alert_project_id_project"),
-            ondelete="CASCADE",
-        ),
+        _cascade_from_project("alert"),
         sa.ForeignKeyConstraint(
             ["run_id"], ["run.id"], name=op.f("fk_alert_run_id_run"), ondelete="CASCADE"
         ),
