@@ -20,13 +20,11 @@ from greenaudit.schemas.analytics import (
     Direction,
     FitOut,
     GroupBy,
-    MarginalCostOut,
     MarginalGainOut,
     NofadeGroup,
     NofadeOut,
     NofadeRun,
     ParameterOut,
-    ProjectionOut,
     ReturnsOut,
     RunPoint,
     Thresholds,
@@ -165,12 +163,8 @@ def diminishing_returns(
     marginal = None
     if chosen is not None and frontier:
         best_run = max(frontier, key=lambda p: (p.score if higher else -p.score, -p.x))
-        marginal = MarginalCostOut(**asdict(curves.marginal_cost(chosen, best_run.x, size)))
-    projections = (
-        [ProjectionOut(**asdict(curves.project(f, target))) for f in report.fits]
-        if target is not None
-        else []
-    )
+        marginal = curves.marginal_cost(chosen, best_run.x, size)
+    projections = [curves.project(f, target) for f in report.fits] if target is not None else []
     return DiminishingReturnsOut(
         status=status,
         reason=reason,

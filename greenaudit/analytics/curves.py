@@ -27,6 +27,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import optimize, stats
 
+from greenaudit.schemas.analytics import MarginalCostOut, ProjectionOut
+
 DEFINITION_VERSION = "greenaudit-1"
 CONFIDENCE = 0.95
 MIN_RUNS = 3
@@ -102,30 +104,10 @@ class Fit:
         return multiplier if math.isfinite(multiplier) else None
 
 
-@dataclass(frozen=True)
-class Projection:
-    """The cost at which a fit reaches a target score, with a 95% interval."""
-
-    model: str
-    target_score: float
-    x: float | None
-    x_low: float | None
-    x_high: float | None
-    method: str
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
-class MarginalCost:
-    """Extra cost the best fit predicts for more score, from the best run."""
-
-    model: str
-    from_x: float
-    from_score: float
-    point_size: float
-    extra_x_per_point: float | None
-    extra_x_per_percent_of_remaining_error: float | None
-    reason: str | None = None
+# A projection and a marginal cost are answered as they are computed: their one definition is
+# the wire model (as the plateau's is), so nothing copies them field by field.
+Projection = ProjectionOut
+MarginalCost = MarginalCostOut
 
 
 @dataclass(frozen=True)
@@ -457,7 +439,15 @@ def project(fit: Fit, target_score: float) -> Projection:
             if fit.model == SATURATING
             else "the fitted curve never reaches the target"
         )
-        return Projection(fit.model, target_score, None, None, None, method, reason)
+        return Projection(
+            model=fit.model,
+            target_score=target_score,
+            x=None,
+            x_low=None,
+            x_high=None,
+            method=method,
+            reason=reason,
+        )
     theta = np.array(fit._theta)
     cov = np.array(fit._cov)
 
@@ -477,17 +467,23 @@ def project(fit: Fit, target_score: float) -> Projection:
     t = _t_value(fit.n - theta.size)
     if not (math.isfinite(variance) and math.isfinite(t)):
         return Projection(
-            fit.model,
-            target_score,
-            x_star,
-            None,
-            None,
-            method,
-            "the interval is undefined for these runs",
+            model=fit.model,
+            target_score=target_score,
+            x=x_star,
+            x_low=None,
+            x_high=None,
+            method=method,
+            reason="the interval is undefined for these runs",
         )
     half = t * math.sqrt(max(variance, 0.0))
     return Projection(
-        fit.model, target_score, x_star, 10 ** (centre - half), 10 ** (centre + half), method
+        model=fit.model,
+        target_score=target_score,
+        x=x_star,
+        x_low=10 ** (centre - half),
+        x_high=10 ** (centre + half),
+        method=method,
+        reason=None,
     )
 
 
@@ -514,4 +510,12 @@ def marginal_cost(fit: Fit, best_x: float, point: float) -> MarginalCost:
         x_error = fit.inverse(target)
         per_error = x_error - best_x if x_error is not None else None
     reason = None if per_point is not None else "the fitted curve does not reach one more point"
-    return MarginalCost(fit.model, best_x, from_score, point, per_point, per_error, reason)
+    return MarginalCost(
+        model=fit.model,
+        from_x=best_x,
+        from_score=from_score,
+        point_size=point,
+        extra_x_per_point=per_point,
+        extra_x_per_percent_of_remaining_error=per_error,
+        reason=reason,
+    )
