@@ -47,3 +47,16 @@ def new_context(browser: Any, **options: Any) -> Any:
     context = browser.new_context(**options)
     context.set_default_timeout(ACTION_TIMEOUT_MS)
     return context
+
+
+def screenshots_fit(page: Any, folder: Path, name: str, what: str) -> None:
+    """Screenshot ``page`` into ``folder`` at a desktop and a phone width (px).
+
+    At neither width may ``what`` be wider than the window.
+    """
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(300)  # plotly resizes on the window's resize event
+        page.screenshot(path=str(folder / f"{name}-{width}.png"), full_page=True)
+        overflow = page.evaluate("document.documentElement.scrollWidth")
+        assert overflow <= width + 1, f"{what} overflows {width} px: {overflow}"
