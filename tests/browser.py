@@ -15,6 +15,22 @@ CHROMIUM = os.environ.get("GREENAUDIT_TEST_CHROMIUM", "/usr/bin/chromium")
 ACTION_TIMEOUT_MS = 90_000
 
 
+def launch_chromium(driver: Any) -> Any:
+    """Launch Debian's Chromium, headless and quiet on the network, through Playwright."""
+    return driver.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--disable-sync",
+        ],
+    )
+
+
 def headless_chromium(needed_by: str) -> Iterator[Any]:
     """Yield a launched browser; fail (never skip) when Chromium is missing."""
     from playwright.sync_api import sync_playwright
@@ -26,18 +42,7 @@ def headless_chromium(needed_by: str) -> Iterator[Any]:
             pytrace=False,
         )
     with sync_playwright() as driver:
-        launched = driver.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-sync",
-            ],
-        )
+        launched = launch_chromium(driver)
         yield launched
         launched.close()
 
