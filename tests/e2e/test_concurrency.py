@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -30,7 +31,7 @@ from sqlalchemy import create_engine, func, select
 
 from greenaudit.api.models import EnergySample, Run, RunEnergyTotals
 
-from .service import served_load
+from .service import Load, served_load
 
 pytestmark = pytest.mark.e2e
 
@@ -49,6 +50,17 @@ def start_client(config: dict[str, Any]) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def start_clients(load: Load, own: Sequence[dict[str, Any]] | None = None, **options: Any) -> None:
+    """Start one streaming client per stream config of ``load``, seeded by its index.
+
+    Each gets the service's URL and write key, ``options``, and its entry of ``own`` if given.
+    """
+    for seed, config in enumerate(load.configs):
+        mine = own[seed] if own is not None else {}
+        config.update(url=load.url, key=load.key, seed=seed, **options, **mine)
+        load.clients.append(start_client(config))
 
 
 def client_report(client: subprocess.Popen, timeout_s: float) -> dict[str, Any]:
@@ -167,18 +179,7 @@ def test_55_clients_for_a_minute_store_every_sample_exactly_once(backend: str, t
     began = time.monotonic()
     with served_load(backend, tmp_path, "concurrency", OWN_RUNS, SHARED_RANKS) as load:
         until = time.time() + DURATION_S
-        for seed, config in enumerate(load.configs):
-            config.update(
-                url=load.url,
-                key=load.key,
-                seed=seed,
-                until=until,
-                min_size=1,
-                max_size=50,
-                resend_rate=0.05,
-                timeout_s=60,
-            )
-            load.clients.append(start_client(config))
+        start_clients(load, until=until, min_size=1, max_size=50, resend_rate=0.05, timeout_s=60)
         reports = [client_report(c, until - time.time() + 120) for c in load.clients]
         assert load.server.poll() is None, "the service died under load"
 

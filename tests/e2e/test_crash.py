@@ -26,7 +26,7 @@ from .service import served_load, start_service, stop_service
 from .test_concurrency import (
     assert_runs_hold_what_was_sent,
     client_report,
-    start_client,
+    start_clients,
     stored_per_run,
     troubles,
 )
@@ -99,19 +99,15 @@ def test_a_service_killed_mid_batch_keeps_whole_batches_and_exact_counts(
     with served_load(backend, tmp_path, "crash", OWN_RUNS, SHARED_RANKS) as load:
         progress = [tmp_path / f"progress-{i}" for i in range(len(load.configs))]
         total = len(load.configs) * BATCHES
-        for seed, (config, path) in enumerate(zip(load.configs, progress, strict=True)):
-            config.update(
-                url=load.url,
-                key=load.key,
-                seed=seed,
-                batches=BATCHES,
-                min_size=100,
-                max_size=1000,
-                progress=str(path),
-                timeout_s=60,
-                backoff_cap_s=1.0,
-            )
-            load.clients.append(start_client(config))
+        start_clients(
+            load,
+            [{"progress": str(path)} for path in progress],
+            batches=BATCHES,
+            min_size=100,
+            max_size=1000,
+            timeout_s=60,
+            backoff_cap_s=1.0,
+        )
 
         deadline = time.monotonic() + 120
         while acknowledged(progress) < KILL_AT * total:
