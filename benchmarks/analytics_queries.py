@@ -26,7 +26,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import numpy as np
 import psycopg
-from common import finish_copied_seed, fresh_database, libpq, serving
+from common import SAMPLE_KEY_COLUMNS, finish_copied_seed, fresh_database, libpq, serving
 from sqlalchemy.dialects import postgresql
 
 from greenaudit.api.analytics import repository
@@ -38,12 +38,7 @@ from greenaudit.settings import Settings
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 ENERGY_SAMPLE_COLUMNS = [
-    "run_id",
-    "rank",
-    "seq",
-    "t_start",
-    "t_end",
-    "duration_s",
+    *SAMPLE_KEY_COLUMNS,
     "cpu_kwh",
     "cpu_method",
     "gpu_count",

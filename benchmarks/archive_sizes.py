@@ -76,45 +76,42 @@ with archive.open_archive(tmp / "big.zip") as v:
     t2 = time.perf_counter()
     archive.import_archive(e2, v)
     print("insert", round(time.perf_counter() - t2, 2), "s")
-# bomb: 1 GiB zeros
-bomb = tmp / "bomb.zip"
-with (
-    zipfile.ZipFile(tmp / "big.zip") as src,
-    zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as dst,
-):
-    for i in src.infolist():
-        if i.filename != "run.parquet":
-            dst.writestr(i.filename, src.read(i))
-    with dst.open("run.parquet", "w", force_zip64=True) as m:
-        z = bytes(1 << 20)
-        for _ in range(1024):
-            m.write(z)
-print("bomb size", bomb.stat().st_size)
-t = time.perf_counter()
-try:
-    with archive.open_archive(bomb):
-        pass
-except archive.ArchiveError as err:
-    print("bomb refused in", round(time.perf_counter() - t, 3), "s:", err)
-huge = tmp / "huge.zip"
-with (
-    zipfile.ZipFile(tmp / "big.zip") as src,
-    zipfile.ZipFile(huge, "w", zipfile.ZIP_DEFLATED) as dst,
-):
-    for i in src.infolist():
-        if i.filename == "manifest.json":
-            with dst.open("manifest.json", "w", force_zip64=True) as m:
-                sp = b" " * (1 << 20)
+
+
+def padded_copy(out: Path, member: str, pad: bytes, then_original: bool) -> Path:
+    """big.zip with ``member`` written as 1 GiB of ``pad``, then its own bytes if asked."""
+    with (
+        zipfile.ZipFile(tmp / "big.zip") as src,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst,
+    ):
+        for i in src.infolist():
+            if i.filename != member:
+                dst.writestr(i.filename, src.read(i))
+                continue
+            with dst.open(member, "w", force_zip64=True) as m:
+                chunk = pad * (1 << 20)
                 for _ in range(1024):
-                    m.write(sp)
-                m.write(src.read(i))
-        else:
-            dst.writestr(i.filename, src.read(i))
+                    m.write(chunk)
+                if then_original:
+                    m.write(src.read(i))
+    return out
+
+
+def time_refusal(path: Path, what: str) -> None:
+    """Print how long the import's checks take to refuse ``path``."""
+    t = time.perf_counter()
+    try:
+        with archive.open_archive(path):
+            pass
+    except archive.ArchiveError as err:
+        print(what, "refused in", round(time.perf_counter() - t, 3), "s:", err)
+
+
+# bomb: 1 GiB zeros
+bomb = padded_copy(tmp / "bomb.zip", "run.parquet", b"\0", then_original=False)
+print("bomb size", bomb.stat().st_size)
+time_refusal(bomb, "bomb")
+huge = padded_copy(tmp / "huge.zip", "manifest.json", b" ", then_original=True)
 print("huge manifest zip size", huge.stat().st_size)
-t = time.perf_counter()
-try:
-    with archive.open_archive(huge):
-        pass
-except archive.ArchiveError as err:
-    print("huge manifest refused in", round(time.perf_counter() - t, 3), "s:", err)
+time_refusal(huge, "huge manifest")
 print("peak RSS MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)

@@ -45,7 +45,7 @@ import httpx
 import numpy as np
 import psutil
 import psycopg
-from common import fresh_database, libpq
+from common import SAMPLE_KEY_COLUMNS, fresh_database, libpq, wait_until_healthy
 
 from greenaudit.api import blocks
 from greenaudit.api.auth import hash_key, new_key
@@ -56,12 +56,7 @@ from greenaudit.settings import Settings
 T0 = datetime(2026, 12, 1, tzinfo=timezone.utc)
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_COLUMNS = [
-    "run_id",
-    "rank",
-    "seq",
-    "t_start",
-    "t_end",
-    "duration_s",
+    *SAMPLE_KEY_COLUMNS,
     "cpu_kwh",
     "gpu_kwh",
     "cpu_method",
@@ -313,16 +308,7 @@ def serving_code(root: Path, url: str, port: int, env: dict[str, str]) -> Iterat
         stderr=log,
     )
     try:
-        for _ in range(1200):
-            if server.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"the server exited: {log.read().decode()[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+        wait_until_healthy(f"http://127.0.0.1:{port}", server, log, tries=1200)
         yield server.pid
     finally:
         server.terminate()

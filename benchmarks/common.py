@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import psycopg
@@ -19,6 +19,9 @@ from sqlalchemy.engine import make_url
 POSTGRES_URL = os.environ.get(
     "GREENAUDIT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+# The energy_sample columns every seeded row fills (a sample's identity and its interval, s);
+# each benchmark adds the measurement columns it seeds.
+SAMPLE_KEY_COLUMNS = ["run_id", "rank", "seq", "t_start", "t_end", "duration_s"]
 
 
 def libpq(url: str) -> str:
@@ -65,6 +68,28 @@ def fresh_database(keep: bool = False) -> Iterator[str]:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def wait_until_healthy(
+    base: str, server: subprocess.Popen[bytes], log: IO[bytes] | None = None, tries: int = 600
+) -> None:
+    """Poll ``base``/healthz every 0.1 s, ``tries`` times at most, until it answers 200.
+
+    A server that exits first raises, with the tail of ``log`` (its stderr) when there is one.
+    """
+    for _ in range(tries):
+        if server.poll() is not None:
+            detail = ""
+            if log is not None:
+                log.seek(0)
+                detail = log.read().decode()[-3000:]
+            raise RuntimeError(f"the server exited: {detail}")
+        try:
+            if httpx.get(f"{base}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+
+
 @contextmanager
 def serving(
     port: int,
@@ -85,13 +110,7 @@ def serving(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{base}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+        wait_until_healthy(base, server)
         yield base
     finally:
         server.terminate()

@@ -16,9 +16,11 @@ import io
 import os
 import platform
 import statistics
+import sys
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import psycopg
 from common import finish_copied_seed, fresh_database, libpq, serving
@@ -29,7 +31,10 @@ from greenaudit.api.db import make_engine
 from greenaudit.api.migrate import upgrade
 from greenaudit.settings import Settings
 
-CHROMIUM = os.environ.get("GREENAUDIT_TEST_CHROMIUM", "/usr/bin/chromium")
+# The page tests' browser, launched alike.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.browser import launch_chromium  # noqa: E402
+
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 DRAWN = """() => {
   const plots = Array.from(document.querySelectorAll("div.plot"));
@@ -112,16 +117,7 @@ def main() -> None:
         interactive, first_byte = [], []
         with serving(args.port, url) as base, sync_playwright() as driver:
             page_url = f"{base}/dashboards/runs/{run_id}"
-            browser = driver.chromium.launch(
-                executable_path=CHROMIUM,
-                args=[
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                ],
-            )
+            browser = launch_chromium(driver)
             context = browser.new_context(viewport={"width": 1280, "height": 900})
             context.add_cookies(
                 [{"name": "greenaudit_key", "value": key, "url": base + "/dashboards/"}]

@@ -32,18 +32,13 @@ from typing import Any
 
 import httpx
 import psycopg
-from common import fresh_database, libpq, serving
+from common import SAMPLE_KEY_COLUMNS, fresh_database, libpq, serving
 from ingest_load import T0, energy_body
 from sqlalchemy import text
 
 HERE = Path(__file__).parent
 ENERGY_COLUMNS = [
-    "run_id",
-    "rank",
-    "seq",
-    "t_start",
-    "t_end",
-    "duration_s",
+    *SAMPLE_KEY_COLUMNS,
     "cpu_kwh",
     "gpu_kwh",
     "ram_kwh",

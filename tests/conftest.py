@@ -34,6 +34,24 @@ POSTGRES_URL = os.environ.get(
 )
 ADMIN_TOKEN = "test-admin-token-" + "x" * 24
 BACKENDS = ["sqlite", "postgresql"]
+#: Every table of the schema at head (the migrations make exactly these).
+SCHEMA_TABLES = frozenset(
+    {
+        "project",
+        "api_key",
+        "run",
+        "energy_sample",
+        "metric_point",
+        "dataset_profile",
+        "run_energy_totals",
+        "run_metric_stats",
+        "run_energy_block",
+        "run_method",
+        "budget",
+        "alert",
+        "webhook",
+    }
+)
 
 
 def free_port() -> int:

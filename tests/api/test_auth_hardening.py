@@ -11,6 +11,7 @@ import base64
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -49,6 +50,24 @@ def clients(throttled_app: object) -> Iterator[tuple[TestClient, TestClient]]:
 
 def _key(keys: ProjectKeys, scope: str) -> str:
     return getattr(keys, scope)["Authorization"].split()[1]
+
+
+def _sign_in(
+    client: TestClient,
+    key: str,
+    next_page: str = "/dashboards/",
+    headers: dict[str, str] | None = None,
+) -> Any:
+    """Post the dashboards' sign-in form with ``key``; the redirect is not followed.
+
+    Returns the TestClient's response (httpx2's or httpx's, by what starlette finds).
+    """
+    return client.post(
+        "/dashboards/login",
+        data={"key": key, "next": next_page},
+        headers=headers,
+        follow_redirects=False,
+    )
 
 
 def _assert_throttled(response: object, retry_at_most_s: int = HOUR_S) -> None:
@@ -100,11 +119,7 @@ def test_keys_admin_tokens_and_sign_ins_share_one_count(clients: tuple[TestClien
     _assert_throttled(api)
     assert api.json()["error"] == "rate_limited"
     # ... and on the sign-in form (a page saying how long to wait), even with a right key.
-    page = attacker.post(
-        "/dashboards/login",
-        data={"key": _key(keys, "read"), "next": "/dashboards/"},
-        follow_redirects=False,
-    )
+    page = _sign_in(attacker, _key(keys, "read"))
     _assert_throttled(page)
     assert "Signing in is paused: too many failed authentications" in page.text
     assert "greenaudit_key" not in page.headers.get("set-cookie", "")
@@ -117,11 +132,7 @@ def test_keys_admin_tokens_and_sign_ins_share_one_count(clients: tuple[TestClien
     # The other address has failed nothing and reads and signs in as before.
     assert neighbour.get("/api/v1/runs", headers=keys.read).status_code == 200
     neighbour.cookies.clear()
-    signed_in = neighbour.post(
-        "/dashboards/login",
-        data={"key": _key(keys, "read"), "next": "/dashboards/"},
-        follow_redirects=False,
-    )
+    signed_in = _sign_in(neighbour, _key(keys, "read"))
     assert signed_in.status_code == 303
 
 
@@ -238,21 +249,13 @@ def test_random_tokens_of_the_usual_makers_pass():
 
 def test_sign_in_refuses_a_write_key(client: TestClient, project: ProjectKeys):
     client.cookies.clear()
-    refused = client.post(
-        "/dashboards/login",
-        data={"key": _key(project, "write"), "next": "/dashboards/runs"},
-        follow_redirects=False,
-    )
+    refused = _sign_in(client, _key(project, "write"), "/dashboards/runs")
     assert refused.status_code == 403
     assert "That is the project&#39;s write key" in refused.text
     assert "sign in with the project&#39;s read key" in refused.text
     assert "set-cookie" not in refused.headers and "greenaudit_key" not in client.cookies
     # A write key is not a failed guess: the read key then signs in.
-    signed_in = client.post(
-        "/dashboards/login",
-        data={"key": _key(project, "read"), "next": "/dashboards/runs"},
-        follow_redirects=False,
-    )
+    signed_in = _sign_in(client, _key(project, "read"), "/dashboards/runs")
     assert signed_in.status_code == 303 and signed_in.headers["location"] == "/dashboards/runs"
     assert client.cookies["greenaudit_key"] == _key(project, "read")
     client.cookies.clear()
@@ -291,12 +294,7 @@ def test_sign_in_from_another_site_is_refused(
     client: TestClient, project: ProjectKeys, headers: dict[str, str]
 ):
     client.cookies.clear()
-    refused = client.post(
-        "/dashboards/login",
-        data={"key": _key(project, "read"), "next": "/dashboards/"},
-        headers=headers,
-        follow_redirects=False,
-    )
+    refused = _sign_in(client, _key(project, "read"), headers=headers)
     assert refused.status_code == 403, refused.text
     assert "This sign-in was refused because" in refused.text
     assert "Nothing changed; to sign in, use this form." in refused.text
@@ -308,12 +306,7 @@ def test_sign_in_from_the_services_own_page_works(
     client: TestClient, project: ProjectKeys, headers: dict[str, str]
 ):
     client.cookies.clear()
-    signed_in = client.post(
-        "/dashboards/login",
-        data={"key": _key(project, "read"), "next": "/dashboards/"},
-        headers=headers,
-        follow_redirects=False,
-    )
+    signed_in = _sign_in(client, _key(project, "read"), headers=headers)
     assert signed_in.status_code == 303, signed_in.text
     assert client.cookies["greenaudit_key"] == _key(project, "read")
     client.cookies.clear()

@@ -451,6 +451,26 @@ def _run_route(method: str, template: str, write: bool, **kw: Any) -> Case:
     return Case("key", write, _runs_of_b(method, template, **kw), _own_run(method, template, **kw))
 
 
+def _one_call(auth: str, method: str, template: str, write: bool, expect: Expect) -> Case:
+    """A route with no id in its path: A's one call, checked by ``expect``, and A's own."""
+    return Case(
+        auth,
+        write,
+        lambda w: [Probe(method, template, expect=expect)],
+        lambda w: Probe(method, template),
+    )
+
+
+def _by_id(method: str, template: str, write: bool, param: str, of: Callable[[Side], str]) -> Case:
+    """A route on one object, its id ``of`` a side in ``param``: B's is hidden (404), A's works."""
+    return Case(
+        "key",
+        write,
+        lambda w: [Probe(method, template, {param: of(w.b)}, expect=hidden)],
+        lambda w: Probe(method, template, {param: of(w.a)}),
+    )
+
+
 RUNS = "/api/v1/runs"
 RUN = "/api/v1/runs/{run_id}"
 PROJECTS = "/api/v1/projects"
@@ -541,18 +561,8 @@ CASES: dict[Op, Case] = {
         lambda w: [Probe("POST", PROJECTS, json={"name": "made-by-alpha"}, expect=admin_only)],
         lambda w: Probe("POST", PROJECTS, json={"name": "made-by-admin"}),
     ),
-    ("GET", PROJECTS): Case(
-        "admin",
-        False,
-        lambda w: [Probe("GET", PROJECTS, expect=admin_only)],
-        lambda w: Probe("GET", PROJECTS),
-    ),
-    ("GET", PROJECT): Case(
-        "key",
-        False,
-        lambda w: [Probe("GET", PROJECT, {"project_id": w.b.id}, expect=hidden)],
-        lambda w: Probe("GET", PROJECT, {"project_id": w.a.id}),
-    ),
+    ("GET", PROJECTS): _one_call("admin", "GET", PROJECTS, False, admin_only),
+    ("GET", PROJECT): _by_id("GET", PROJECT, False, "project_id", lambda side: side.id),
     ("POST", KEYS): Case(
         "admin",
         True,
@@ -672,24 +682,9 @@ CASES: dict[Op, Case] = {
         ],
         lambda w: Probe("POST", BUDGETS, json={"group": w.a.group, "limit_kwh": 5.0}),
     ),
-    ("GET", BUDGETS): Case(
-        "key",
-        False,
-        lambda w: [Probe("GET", BUDGETS, expect=clean("budget_id", "group"))],
-        lambda w: Probe("GET", BUDGETS),
-    ),
-    ("GET", BUDGET): Case(
-        "key",
-        False,
-        lambda w: [Probe("GET", BUDGET, {"budget_id": w.b.budget_id}, expect=hidden)],
-        lambda w: Probe("GET", BUDGET, {"budget_id": w.a.budget_id}),
-    ),
-    ("DELETE", BUDGET): Case(
-        "key",
-        True,
-        lambda w: [Probe("DELETE", BUDGET, {"budget_id": w.b.budget_id}, expect=hidden)],
-        lambda w: Probe("DELETE", BUDGET, {"budget_id": w.a.budget_id}),
-    ),
+    ("GET", BUDGETS): _one_call("key", "GET", BUDGETS, False, clean("budget_id", "group")),
+    ("GET", BUDGET): _by_id("GET", BUDGET, False, "budget_id", lambda side: side.budget_id),
+    ("DELETE", BUDGET): _by_id("DELETE", BUDGET, True, "budget_id", lambda side: side.budget_id),
     ("GET", ALERTS): Case(
         "key",
         False,
@@ -714,18 +709,8 @@ CASES: dict[Op, Case] = {
             "PUT", WEBHOOK, json={"url": webhook_url("alpha-new"), "secret": WEBHOOK_SECRET}
         ),
     ),
-    ("GET", WEBHOOK): Case(
-        "key",
-        False,
-        lambda w: [Probe("GET", WEBHOOK, expect=clean("webhook_url"))],
-        lambda w: Probe("GET", WEBHOOK),
-    ),
-    ("DELETE", WEBHOOK): Case(
-        "key",
-        True,
-        lambda w: [Probe("DELETE", WEBHOOK, expect=own_change)],
-        lambda w: Probe("DELETE", WEBHOOK),
-    ),
+    ("GET", WEBHOOK): _one_call("key", "GET", WEBHOOK, False, clean("webhook_url")),
+    ("DELETE", WEBHOOK): _one_call("key", "DELETE", WEBHOOK, True, own_change),
     ("GET", RUN + "/returns"): Case(
         "key",
         False,

@@ -20,7 +20,7 @@ from greenaudit.catalog import import_catalog
 from greenaudit.settings import Settings
 
 from ..api.helpers import run_body, sample
-from ..browser import headless_chromium, new_context
+from ..browser import headless_chromium, new_context, screenshots_fit
 from ..conftest import ADMIN_TOKEN, ProjectKeys, create_project, serving
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboards"
@@ -75,6 +75,31 @@ def _add_run(
     return str(run["id"])
 
 
+# The vision project's runs, in the order they are made; each energy sample is 60 s.
+VISION_RUNS: dict[str, dict[str, Any]] = {
+    "resnet18": {
+        "model": "resnet18",
+        "dataset": "cifar10",
+        "samples": 4,
+        "accuracy": [0.6, 0.8, 0.85, 0.851],
+        "group": "sweep-a",
+    },
+    "resnet50": {
+        "model": "resnet50",
+        "dataset": "cifar10",
+        "samples": 8,
+        "accuracy": [0.7, 0.88, 0.9, 0.905],
+        "group": "sweep-a",
+    },
+    "vit": {
+        "model": "vit-b16",
+        "dataset": "imagenet",
+        "samples": 12,
+        "accuracy": [0.5, 0.7, 0.76, 0.77],
+    },
+}
+
+
 @pytest.fixture
 def site(settings: Settings, engine: Engine, client: TestClient) -> Iterator[dict[str, Any]]:
     """A served site with two projects' worth of data."""
@@ -82,34 +107,7 @@ def site(settings: Settings, engine: Engine, client: TestClient) -> Iterator[dic
     client.post(
         "/api/v1/datasets/profiles", json={"name": "cifar10", "num_classes": 10}, headers=keys.write
     )
-    runs = {
-        "resnet18": _add_run(
-            client,
-            keys,
-            model="resnet18",
-            dataset="cifar10",
-            samples=4,
-            accuracy=[0.6, 0.8, 0.85, 0.851],
-            group="sweep-a",
-        ),
-        "resnet50": _add_run(
-            client,
-            keys,
-            model="resnet50",
-            dataset="cifar10",
-            samples=8,
-            accuracy=[0.7, 0.88, 0.9, 0.905],
-            group="sweep-a",
-        ),
-        "vit": _add_run(
-            client,
-            keys,
-            model="vit-b16",
-            dataset="imagenet",
-            samples=12,
-            accuracy=[0.5, 0.7, 0.76, 0.77],
-        ),
-    }
+    runs = {name: _add_run(client, keys, **run) for name, run in VISION_RUNS.items()}
     other = create_project(client, "secret-lab")
     runs["other"] = _add_run(
         client, other, model="secret-model", dataset="secret-data", samples=2, accuracy=[0.5, 0.6]
@@ -155,12 +153,7 @@ def traces(state: dict[str, Any], plot: str) -> list[tuple[str, int]]:
 
 def screenshots(page: Any, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for width in (1280, 390):
-        page.set_viewport_size({"width": width, "height": 900})
-        page.wait_for_timeout(300)  # plotly resizes on the window's resize event
-        page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
-        overflow = page.evaluate("document.documentElement.scrollWidth")
-        assert overflow <= width + 1, f"{name} overflows {width} px: {overflow}"
+    screenshots_fit(page, ARTIFACTS, name, name)
     page.set_viewport_size({"width": 1280, "height": 900})
 
 

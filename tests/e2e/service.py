@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import httpx
 import pytest
 
 from ..api.helpers import run_body
-from ..conftest import fresh_postgres_database
+from ..conftest import free_port, fresh_postgres_database
 from .test_serve_track_query import ADMIN_TOKEN, GREENAUDIT
 
 
@@ -117,3 +118,49 @@ def stream_configs(url: str, key: str, own_runs: int, shared_ranks: int) -> list
     shared = create_run(url, key, "shared")
     own = [{"run_id": create_run(url, key, f"own-{i}"), "rank": 0} for i in range(own_runs)]
     return own + [{"run_id": shared, "rank": rank} for rank in range(shared_ranks)]
+
+
+@dataclass
+class Load:
+    """A served database and the streaming clients started against it."""
+
+    database_url: str
+    port: int
+    url: str
+    log: Path
+    workers: int
+    #: The service now running; a test that restarts it puts the new process here.
+    server: subprocess.Popen
+    key: str = ""
+    read: dict[str, str] = field(default_factory=dict)
+    configs: list[dict[str, Any]] = field(default_factory=list)
+    clients: list[subprocess.Popen] = field(default_factory=list)
+
+
+@contextmanager
+def served_load(
+    backend: str, tmp_path: Path, label: str, own_runs: int, shared_ranks: int
+) -> Iterator[Load]:
+    """``greenaudit serve`` on an empty ``backend`` database (one worker on SQLite, two on
+    PostgreSQL, its log in ``tmp_path``), project ``label`` and the clients' stream configs.
+
+    On the way out the clients still running are killed and the service is stopped.
+    """
+    workers = 1 if backend == "sqlite" else 2
+    log = tmp_path / "serve.log"
+    with database(backend, tmp_path, label) as database_url:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        load = Load(
+            database_url, port, url, log, workers, start_service(database_url, port, log, workers)
+        )
+        try:
+            load.key, load.read = make_project(url, label)
+            load.configs = stream_configs(url, load.key, own_runs, shared_ranks)
+            yield load
+        finally:
+            for client in load.clients:
+                if client.poll() is None:
+                    client.kill()
+                    client.wait(10)
+            stop_service(load.server)

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -30,8 +31,7 @@ from sqlalchemy import create_engine, func, select
 
 from greenaudit.api.models import EnergySample, Run, RunEnergyTotals
 
-from ..conftest import free_port
-from .service import database, make_project, start_service, stop_service, stream_configs
+from .service import Load, served_load
 
 pytestmark = pytest.mark.e2e
 
@@ -50,6 +50,17 @@ def start_client(config: dict[str, Any]) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def start_clients(load: Load, own: Sequence[dict[str, Any]] | None = None, **options: Any) -> None:
+    """Start one streaming client per stream config of ``load``, seeded by its index.
+
+    Each gets the service's URL and write key, ``options``, and its entry of ``own`` if given.
+    """
+    for seed, config in enumerate(load.configs):
+        mine = own[seed] if own is not None else {}
+        config.update(url=load.url, key=load.key, seed=seed, **options, **mine)
+        load.clients.append(start_client(config))
 
 
 def client_report(client: subprocess.Popen, timeout_s: float) -> dict[str, Any]:
@@ -165,73 +176,47 @@ def percentile(values: list[float], share: float) -> float:
 @pytest.mark.xdist_group("55-clients")
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_55_clients_for_a_minute_store_every_sample_exactly_once(backend: str, tmp_path: Path):
-    workers = 1 if backend == "sqlite" else 2
-    log = tmp_path / "serve.log"
     began = time.monotonic()
-    with database(backend, tmp_path, "concurrency") as database_url:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        server = start_service(database_url, port, log, workers)
-        clients: list[subprocess.Popen] = []
-        try:
-            key, read = make_project(url, "concurrency")
-            configs = stream_configs(url, key, OWN_RUNS, SHARED_RANKS)
-            until = time.time() + DURATION_S
-            for seed, config in enumerate(configs):
-                config.update(
-                    url=url,
-                    key=key,
-                    seed=seed,
-                    until=until,
-                    min_size=1,
-                    max_size=50,
-                    resend_rate=0.05,
-                    timeout_s=60,
-                )
-                clients.append(start_client(config))
-            reports = [client_report(c, until - time.time() + 120) for c in clients]
-            assert server.poll() is None, "the service died under load"
+    with served_load(backend, tmp_path, "concurrency", OWN_RUNS, SHARED_RANKS) as load:
+        until = time.time() + DURATION_S
+        start_clients(load, until=until, min_size=1, max_size=50, resend_rate=0.05, timeout_s=60)
+        reports = [client_report(c, until - time.time() + 120) for c in load.clients]
+        assert load.server.poll() is None, "the service died under load"
 
-            requests = sum(r["requests"] for r in reports)
-            samples = sum(r["samples"] for r in reports)
-            duplicates = sum(r["duplicates"] for r in reports)
-            statuses = sum((Counter(r["statuses"]) for r in reports), Counter())
-            server_errors = sum(n for status, n in statuses.items() if int(status) >= 500)
-            transport = sum(r["transport_errors"] for r in reports)
-            scale = (
-                f"{requests} requests, {samples} samples, {duplicates} duplicates, "
-                f"{transport} transport errors, statuses {dict(statuses)}"
-            )
-            assert server_errors == 0, (scale, troubles(reports, "server_errors"))
-            assert not troubles(reports, "locked"), scale
-            assert transport == 0, (scale, troubles(reports, "transport_examples"))
-            assert sum(r["abandoned"] for r in reports) == 0, scale
-            assert set(statuses) == {"200"}, (scale, troubles(reports, "rejected"))
-            assert not troubles(reports, "anomalies"), scale
-            assert sum(r["inserted"] for r in reports) == samples, scale
-            resent = sum(r["resent_on_purpose"] for r in reports)
-            assert resent > 0, scale
-            # Nothing failed, so the duplicates are exactly the batches re-sent on purpose.
-            assert duplicates == sum(r["resent_on_purpose_samples"] for r in reports), scale
-            assert_runs_hold_what_was_sent(url, read, database_url, reports, scale)
-        finally:
-            for client in clients:
-                if client.poll() is None:
-                    client.kill()
-                    client.wait(10)
-            stop_service(server)
+        requests = sum(r["requests"] for r in reports)
+        samples = sum(r["samples"] for r in reports)
+        duplicates = sum(r["duplicates"] for r in reports)
+        statuses = sum((Counter(r["statuses"]) for r in reports), Counter())
+        server_errors = sum(n for status, n in statuses.items() if int(status) >= 500)
+        transport = sum(r["transport_errors"] for r in reports)
+        scale = (
+            f"{requests} requests, {samples} samples, {duplicates} duplicates, "
+            f"{transport} transport errors, statuses {dict(statuses)}"
+        )
+        assert server_errors == 0, (scale, troubles(reports, "server_errors"))
+        assert not troubles(reports, "locked"), scale
+        assert transport == 0, (scale, troubles(reports, "transport_examples"))
+        assert sum(r["abandoned"] for r in reports) == 0, scale
+        assert set(statuses) == {"200"}, (scale, troubles(reports, "rejected"))
+        assert not troubles(reports, "anomalies"), scale
+        assert sum(r["inserted"] for r in reports) == samples, scale
+        resent = sum(r["resent_on_purpose"] for r in reports)
+        assert resent > 0, scale
+        # Nothing failed, so the duplicates are exactly the batches re-sent on purpose.
+        assert duplicates == sum(r["resent_on_purpose_samples"] for r in reports), scale
+        assert_runs_hold_what_was_sent(load.url, load.read, load.database_url, reports, scale)
 
-    served = [line for line in access_lines(log) if line["route"] == ENERGY_ROUTE]
+    served = [line for line in access_lines(load.log) if line["route"] == ENERGY_ROUTE]
     latencies = [line["duration_ms"] for line in served]
-    text = log.read_text()
+    text = load.log.read_text()
     assert "database is locked" not in text.lower(), text[-5000:]
     assert "Traceback" not in text, text[max(0, text.find("Traceback") - 2000) :][:8000]
     assert not [line for line in served if line["status"] >= 500]
     assert len(served) == requests, "every request the clients sent was answered once"
     shares = sorted(Counter(line["pid"] for line in served).values(), reverse=True)
-    assert len(shares) == workers, f"every worker takes a share: {shares}"
+    assert len(shares) == load.workers, f"every worker takes a share: {shares}"
     print(
-        f"\nconcurrency {backend} ({workers} worker(s)), {len(reports)} client processes for "
+        f"\nconcurrency {backend} ({load.workers} worker(s)), {len(reports)} client processes for "
         f"{DURATION_S:.0f} s: {requests} requests, {samples} samples stored once, "
         f"{duplicates} duplicates reported ({resent} batches re-sent on purpose), statuses "
         f"{dict(statuses)}, 0 5xx, 0 'database is locked'; requests per worker {shares}; "

@@ -11,7 +11,6 @@ that had not is stored whole, and the final counts are exact.
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from itertools import accumulate, islice
 from pathlib import Path
@@ -22,13 +21,12 @@ from sqlalchemy import create_engine, func, select, text
 
 from greenaudit.api.models import EnergySample
 
-from ..conftest import free_port
 from .energy_stream import batch_sizes
-from .service import database, make_project, start_service, stop_service, stream_configs
+from .service import served_load, start_service, stop_service
 from .test_concurrency import (
     assert_runs_hold_what_was_sent,
     client_report,
-    start_client,
+    start_clients,
     stored_per_run,
     troubles,
 )
@@ -97,89 +95,70 @@ def whole_batches_stored(database_url: str, configs: list[dict[str, Any]]) -> li
 def test_a_service_killed_mid_batch_keeps_whole_batches_and_exact_counts(
     backend: str, tmp_path: Path
 ):
-    workers = 1 if backend == "sqlite" else 2
-    log = tmp_path / "serve.log"
     began = time.monotonic()
-    with database(backend, tmp_path, "crash") as database_url:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        server = start_service(database_url, port, log, workers)
-        clients: list[subprocess.Popen] = []
-        try:
-            key, read = make_project(url, "crash")
-            configs = stream_configs(url, key, OWN_RUNS, SHARED_RANKS)
-            progress = [tmp_path / f"progress-{i}" for i in range(len(configs))]
-            total = len(configs) * BATCHES
-            for seed, (config, path) in enumerate(zip(configs, progress, strict=True)):
-                config.update(
-                    url=url,
-                    key=key,
-                    seed=seed,
-                    batches=BATCHES,
-                    min_size=100,
-                    max_size=1000,
-                    progress=str(path),
-                    timeout_s=60,
-                    backoff_cap_s=1.0,
-                )
-                clients.append(start_client(config))
+    with served_load(backend, tmp_path, "crash", OWN_RUNS, SHARED_RANKS) as load:
+        progress = [tmp_path / f"progress-{i}" for i in range(len(load.configs))]
+        total = len(load.configs) * BATCHES
+        start_clients(
+            load,
+            [{"progress": str(path)} for path in progress],
+            batches=BATCHES,
+            min_size=100,
+            max_size=1000,
+            timeout_s=60,
+            backoff_cap_s=1.0,
+        )
 
-            deadline = time.monotonic() + 120
-            while acknowledged(progress) < KILL_AT * total:
-                assert all(c.poll() is None for c in clients), "a client ended before the kill"
-                assert time.monotonic() < deadline, f"{acknowledged(progress)} of {total} acked"
-                time.sleep(0.05)
-            rollbacks_before = rolled_back(database_url)
-            stop_service(server, signal.SIGKILL)
-            acked_at_kill = acknowledged(progress)
-            time.sleep(1)
-            rollbacks_after = rolled_back(database_url)
-            down = stored_per_run(database_url)
-            half_written = {
-                run_id: stored
-                for run_id, stored in down.items()
-                if stored.rows != stored.total_samples
-                or stored.rows_kwh != pytest.approx(stored.total_kwh, rel=1e-9)
-            }
-            assert not half_written, f"totals and rows disagree after the kill: {half_written}"
-            assert not whole_batches_stored(database_url, configs)
-            stored_at_kill = sum(stored.rows for stored in down.values())
+        deadline = time.monotonic() + 120
+        while acknowledged(progress) < KILL_AT * total:
+            assert all(c.poll() is None for c in load.clients), "a client ended before the kill"
+            assert time.monotonic() < deadline, f"{acknowledged(progress)} of {total} acked"
+            time.sleep(0.05)
+        rollbacks_before = rolled_back(load.database_url)
+        stop_service(load.server, signal.SIGKILL)
+        acked_at_kill = acknowledged(progress)
+        time.sleep(1)
+        rollbacks_after = rolled_back(load.database_url)
+        down = stored_per_run(load.database_url)
+        half_written = {
+            run_id: stored
+            for run_id, stored in down.items()
+            if stored.rows != stored.total_samples
+            or stored.rows_kwh != pytest.approx(stored.total_kwh, rel=1e-9)
+        }
+        assert not half_written, f"totals and rows disagree after the kill: {half_written}"
+        assert not whole_batches_stored(load.database_url, load.configs)
+        stored_at_kill = sum(stored.rows for stored in down.values())
 
-            server = start_service(database_url, port, log, workers)
-            reports = [client_report(c, 120) for c in clients]
+        load.server = start_service(load.database_url, load.port, load.log, load.workers)
+        reports = [client_report(c, 120) for c in load.clients]
 
-            requests = sum(r["requests"] for r in reports)
-            samples = sum(r["samples"] for r in reports)
-            duplicates = sum(r["duplicates"] for r in reports)
-            transport = sum(r["transport_errors"] for r in reports)
-            resent = sum(r["resent_after_failure"] for r in reports)
-            already = sum(r["resent_already_stored"] for r in reports)
-            scale = (
-                f"{requests} requests, {samples} samples, {duplicates} duplicates, "
-                f"{transport} transport errors, {resent} batches re-sent after a failure "
-                f"({already} already stored)"
-            )
-            assert acked_at_kill < total, f"the kill came after the load ({scale})"
-            assert transport > 0, f"no client saw the kill ({scale})"
-            assert all(r["batches"] == BATCHES for r in reports), scale
-            assert not troubles(reports, "server_errors"), scale
-            assert not troubles(reports, "rejected"), scale
-            assert not troubles(reports, "locked"), scale
-            # Batches after the restart are new or were stored whole before the kill; never half.
-            assert not troubles(reports, "anomalies"), scale
-            # No batch is re-sent on purpose here: every duplicate is a batch stored before the
-            # kill whose answer was lost.
-            assert sum(r["inserted"] for r in reports) + duplicates == samples, scale
-            assert_runs_hold_what_was_sent(url, read, database_url, reports, scale)
-            assert not whole_batches_stored(database_url, configs), scale
-        finally:
-            for client in clients:
-                if client.poll() is None:
-                    client.kill()
-                    client.wait(10)
-            stop_service(server)
+        requests = sum(r["requests"] for r in reports)
+        samples = sum(r["samples"] for r in reports)
+        duplicates = sum(r["duplicates"] for r in reports)
+        transport = sum(r["transport_errors"] for r in reports)
+        resent = sum(r["resent_after_failure"] for r in reports)
+        already = sum(r["resent_already_stored"] for r in reports)
+        scale = (
+            f"{requests} requests, {samples} samples, {duplicates} duplicates, "
+            f"{transport} transport errors, {resent} batches re-sent after a failure "
+            f"({already} already stored)"
+        )
+        assert acked_at_kill < total, f"the kill came after the load ({scale})"
+        assert transport > 0, f"no client saw the kill ({scale})"
+        assert all(r["batches"] == BATCHES for r in reports), scale
+        assert not troubles(reports, "server_errors"), scale
+        assert not troubles(reports, "rejected"), scale
+        assert not troubles(reports, "locked"), scale
+        # Batches after the restart are new or were stored whole before the kill; never half.
+        assert not troubles(reports, "anomalies"), scale
+        # No batch is re-sent on purpose here: every duplicate is a batch stored before the
+        # kill whose answer was lost.
+        assert sum(r["inserted"] for r in reports) + duplicates == samples, scale
+        assert_runs_hold_what_was_sent(load.url, load.read, load.database_url, reports, scale)
+        assert not whole_batches_stored(load.database_url, load.configs), scale
 
-    text = log.read_text()
+    text = load.log.read_text()
     assert "database is locked" not in text.lower(), text[-5000:]
     cut_short = (
         ""
@@ -187,8 +166,8 @@ def test_a_service_killed_mid_batch_keeps_whole_batches_and_exact_counts(
         else f" ({rollbacks_after - rollbacks_before} transactions rolled back by the kill)"
     )
     print(
-        f"\ncrash {backend} ({workers} worker(s)), {len(reports)} client processes x {BATCHES} "
-        f"batches of 100-1000: SIGKILL at {acked_at_kill}/{total} batches acknowledged, "
+        f"\ncrash {backend} ({load.workers} worker(s)), {len(reports)} client processes x "
+        f"{BATCHES} batches of 100-1000: SIGKILL at {acked_at_kill}/{total} batches acknowledged, "
         f"{stored_at_kill} samples stored and consistent while down{cut_short}; {scale}; "
         f"{samples} samples stored once; wall {time.monotonic() - began:.0f} s"
     )

@@ -17,25 +17,11 @@ from greenaudit.api.migrate import compare_type, downgrade, upgrade
 from greenaudit.api.models import Base
 from greenaudit.settings import Settings
 
-from ..conftest import fresh_postgres_database
+from ..conftest import SCHEMA_TABLES, fresh_postgres_database
 
 PROJECT, RUN = "0b5b8f1e6f3a4c1e9a553f1f2b2f7a10", "1b5b8f1e6f3a4c1e9a553f1f2b2f7a11"
 T0 = datetime(2026, 12, 1, tzinfo=timezone.utc)
-TABLES = {
-    "project",
-    "api_key",
-    "run",
-    "energy_sample",
-    "metric_point",
-    "dataset_profile",
-    "run_energy_totals",
-    "run_metric_stats",
-    "run_energy_block",
-    "run_method",
-    "budget",
-    "alert",
-    "webhook",
-}
+TABLES = SCHEMA_TABLES
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -10,13 +10,19 @@ Ids are fixed, so the reports are the same on every database and every run of th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from greenaudit.api.app import create_app
+from greenaudit.settings import Settings
 
 from ..api.helpers import point, run_body, sample
-from ..conftest import ProjectKeys
+from ..conftest import ProjectKeys, create_project, serving
 
 GENERATED_AT = datetime(2026, 12, 2, 9, 30, tzinfo=timezone.utc)
 T0 = datetime(2026, 12, 1, 10, 0, tzinfo=timezone.utc)
@@ -103,19 +109,24 @@ def _profile(client: TestClient, keys: ProjectKeys) -> None:
     assert response.status_code in (200, 201), response.text
 
 
-def seed_run(client: TestClient, keys: ProjectKeys) -> str:
-    """A pre-training run, then a fine-tune of it on cifar10 with a plateau at step 5."""
-    _profile(client, keys)
+def _pretrain(client: TestClient, keys: ProjectKeys, run_id: str, samples: int) -> None:
+    """A pre-training run on imagenet-subset with no metric, the parent of a fine-tune."""
     _add(
         client,
         keys,
-        id=PRETRAIN,
+        id=run_id,
         name="pretrain",
         dataset="imagenet-subset",
-        samples=PRETRAIN_SAMPLES,
+        samples=samples,
         accuracy=[],
         minutes=0,
     )
+
+
+def seed_run(client: TestClient, keys: ProjectKeys) -> str:
+    """A pre-training run, then a fine-tune of it on cifar10 with a plateau at step 5."""
+    _profile(client, keys)
+    _pretrain(client, keys, PRETRAIN, PRETRAIN_SAMPLES)
     _add(
         client,
         keys,
@@ -133,16 +144,7 @@ def seed_run(client: TestClient, keys: ProjectKeys) -> str:
 def seed_group(client: TestClient, keys: ProjectKeys) -> str:
     """Three search trials and a final run in one group; the final run has a parent outside."""
     _profile(client, keys)
-    _add(
-        client,
-        keys,
-        id=GROUP_PRETRAIN,
-        name="pretrain",
-        dataset="imagenet-subset",
-        samples=GROUP_PRETRAIN_SAMPLES,
-        accuracy=[],
-        minutes=0,
-    )
+    _pretrain(client, keys, GROUP_PRETRAIN, GROUP_PRETRAIN_SAMPLES)
     for i, (run_id, name, kind, samples, accuracy) in enumerate(GROUP_RUNS):
         parent = {"parent_run_id": GROUP_PRETRAIN} if name == "final" else {}
         _add(
@@ -158,3 +160,17 @@ def seed_group(client: TestClient, keys: ProjectKeys) -> str:
             **parent,
         )
     return GROUP
+
+
+@contextmanager
+def serving_seeded(
+    settings: Settings,
+    engine: Engine,
+    client: TestClient,
+    seed: Callable[[TestClient, ProjectKeys], str],
+) -> Iterator[tuple[str, ProjectKeys, str]]:
+    """Project "vision" seeded by ``seed`` and served over HTTP: its URL, keys and seed's id."""
+    keys = create_project(client, "vision")
+    seeded = seed(client, keys)
+    with serving(create_app(settings, engine)) as url:
+        yield url, keys, seeded

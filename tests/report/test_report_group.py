@@ -14,20 +14,23 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from greenaudit.api.app import create_app
 from greenaudit.report import GroupReport, gather, number, render_html, render_markdown
 from greenaudit.settings import Settings
 
-from ..conftest import create_project, serving
-from .seed import GENERATED_AT, GROUP_PRETRAIN_SAMPLES, GROUP_RUNS, KWH_PER_SAMPLE, seed_group
+from .seed import (
+    GENERATED_AT,
+    GROUP_PRETRAIN_SAMPLES,
+    GROUP_RUNS,
+    KWH_PER_SAMPLE,
+    seed_group,
+    serving_seeded,
+)
 from .test_report_markdown import check_snapshot, row
 
 
 @pytest.fixture
 def service(settings: Settings, engine: Engine, client: TestClient) -> Iterator[dict[str, Any]]:
-    keys = create_project(client, "vision")
-    group = seed_group(client, keys)
-    with serving(create_app(settings, engine)) as url:
+    with serving_seeded(settings, engine, client, seed_group) as (url, keys, group):
         yield {"url": url, "keys": keys, "group": group}
 
 

@@ -9,7 +9,7 @@ to 4 significant digits.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,9 @@ from greenaudit.cli import app
 from greenaudit.report import DEFAULT_CURVE_POINTS, lookup
 from greenaudit.settings import Settings
 
-from ..browser import headless_chromium, new_context
-from ..conftest import create_project, serving
-from .seed import RUN_ACCURACY, seed_run
+from ..browser import headless_chromium, new_context, screenshots_fit
+from ..conftest import ProjectKeys, create_project, serving
+from .seed import RUN_ACCURACY, seed_run, serving_seeded
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "report"
 # The browser test exercises the page; the answers behind it are tested on both databases.
@@ -106,6 +106,27 @@ def open_and_check(
     return context, page, seen
 
 
+def write_report_then_reader(
+    monkeypatch: pytest.MonkeyPatch, url: str, keys: ProjectKeys, run_id: str, report_file: Path
+) -> Callable[..., Any]:
+    """Write the run's HTML report with the CLI and the read key; return a GET with that key.
+
+    The GET takes a path and query parameters and returns the API's JSON answer (200 only).
+    """
+    monkeypatch.setenv("GREENAUDIT_API_KEY", keys.read["Authorization"].split()[1])
+    result = runner.invoke(
+        app, ["report", run_id, "--format", "html", "--out", str(report_file), "--url", url]
+    )
+    assert result.exit_code == 0, result.output
+
+    def get(path: str, **params: Any) -> Any:
+        response = httpx.get(f"{url}{path}", params=params, headers=keys.read)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    return get
+
+
 def test_html_report_draws_its_figure_and_every_value_is_the_apis(
     browser: Any,
     settings: Settings,
@@ -114,21 +135,9 @@ def test_html_report_draws_its_figure_and_every_value_is_the_apis(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ):
-    keys = create_project(client, "vision")
-    run_id = seed_run(client, keys)
     report_file = tmp_path / "report.html"
-    with serving(create_app(settings, engine)) as url:
-        monkeypatch.setenv("GREENAUDIT_API_KEY", keys.read["Authorization"].split()[1])
-        result = runner.invoke(
-            app, ["report", run_id, "--format", "html", "--out", str(report_file), "--url", url]
-        )
-        assert result.exit_code == 0, result.output
-
-        def get(path: str, **params: Any) -> Any:
-            response = httpx.get(f"{url}{path}", params=params, headers=keys.read)
-            assert response.status_code == 200, response.text
-            return response.json()
-
+    with serving_seeded(settings, engine, client, seed_run) as (url, keys, run_id):
+        get = write_report_then_reader(monkeypatch, url, keys, run_id, report_file)
         nofade = get("/api/v1/analytics/nofade", metric="accuracy", dataset="cifar10", limit=10_000)
         answers = {
             "run": get(f"/api/v1/runs/{run_id}"),
@@ -164,12 +173,7 @@ def test_html_report_draws_its_figure_and_every_value_is_the_apis(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "run-report.html").write_text(report_file.read_text(encoding="utf-8"))
     page.locator("figure.plot").screenshot(path=str(ARTIFACTS / "run-report-figure.png"))
-    for width in (1280, 390):
-        page.set_viewport_size({"width": width, "height": 900})
-        page.wait_for_timeout(300)  # plotly resizes on the window's resize event
-        page.screenshot(path=str(ARTIFACTS / f"run-report-{width}.png"), full_page=True)
-        overflow = page.evaluate("document.documentElement.scrollWidth")
-        assert overflow <= width + 1, f"the report overflows {width} px: {overflow}"
+    screenshots_fit(page, ARTIFACTS, "run-report", "the report")
     context.close()
 
 
@@ -197,18 +201,7 @@ def test_the_report_on_a_real_demo_run_shows_the_apis_numbers(
         warm_up_in_background(client_settings).wait(60)
         [result] = train_width_sweep(client_settings, epochs=12, widths=(64,), project="demo")
         assert result.delivered
-        monkeypatch.setenv("GREENAUDIT_API_KEY", keys.read["Authorization"].split()[1])
-        invoked = runner.invoke(
-            app,
-            ["report", result.run_id, "--format", "html", "--out", str(report_file), "--url", url],
-        )
-        assert invoked.exit_code == 0, invoked.output
-
-        def get(path: str, **params: Any) -> Any:
-            response = httpx.get(f"{url}{path}", params=params, headers=keys.read)
-            assert response.status_code == 200, response.text
-            return response.json()
-
+        get = write_report_then_reader(monkeypatch, url, keys, result.run_id, report_file)
         nofade = get("/api/v1/analytics/nofade", metric="accuracy", dataset="digits", limit=10_000)
         returns = get(f"/api/v1/runs/{result.run_id}/returns", max_points=DEFAULT_CURVE_POINTS)
         answers = {

@@ -20,7 +20,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
-from greenaudit.api.app import create_app
 from greenaudit.cli import app
 from greenaudit.report import (
     NOFADE_NEEDS_HIGHER,
@@ -34,7 +33,7 @@ from greenaudit.settings import Settings
 
 from ..api.helpers import point as metric_point
 from ..api.helpers import run_body, sample
-from ..conftest import ProjectKeys, create_project, serving
+from ..conftest import ProjectKeys
 from .seed import (
     GENERATED_AT,
     KG_PER_KWH,
@@ -43,6 +42,7 @@ from .seed import (
     RUN_SAMPLES,
     rho,
     seed_run,
+    serving_seeded,
 )
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -79,9 +79,7 @@ def row(markdown: str, label: str) -> list[str]:
 
 @pytest.fixture
 def service(settings: Settings, engine: Engine, client: TestClient) -> Iterator[dict[str, Any]]:
-    keys = create_project(client, "vision")
-    run_id = seed_run(client, keys)
-    with serving(create_app(settings, engine)) as url:
+    with serving_seeded(settings, engine, client, seed_run) as (url, keys, run_id):
         yield {"url": url, "keys": keys, "run": run_id}
 
 
@@ -223,20 +221,15 @@ def test_cli_prints_the_same_report_and_fails_clearly(
     into_a_folder = runner.invoke(app, ["report", run_id, "--url", url, "--out", str(tmp_path)])
     assert into_a_folder.exit_code == 2 and "cannot write the report to" in into_a_folder.output
 
-    monkeypatch.setenv("GREENAUDIT_PUE", "5")
-    misconfigured = runner.invoke(app, ["report", run_id, "--url", url])
-    assert misconfigured.exit_code == 2
-    assert "invalid configuration: GREENAUDIT_PUE: Input should be less than or equal to 3" in (
-        misconfigured.output
-    )
-    monkeypatch.delenv("GREENAUDIT_PUE")
-    monkeypatch.setenv("GREENAUDIT_CORS_ORIGINS", "[not json")
-    unparsable = runner.invoke(app, ["report", run_id, "--url", url])
-    assert unparsable.exit_code == 2
-    assert 'invalid configuration: error parsing value for field "cors_origins"' in (
-        unparsable.output
-    )
-    monkeypatch.delenv("GREENAUDIT_CORS_ORIGINS")
+    for variable, value, message in (
+        ("GREENAUDIT_PUE", "5", "GREENAUDIT_PUE: Input should be less than or equal to 3"),
+        ("GREENAUDIT_CORS_ORIGINS", "[not json", 'error parsing value for field "cors_origins"'),
+    ):
+        monkeypatch.setenv(variable, value)
+        misconfigured = runner.invoke(app, ["report", run_id, "--url", url])
+        assert misconfigured.exit_code == 2
+        assert f"invalid configuration: {message}" in misconfigured.output
+        monkeypatch.delenv(variable)
 
     monkeypatch.setenv("GREENAUDIT_API_KEY", "ga_000000000000_wrong")
     refused = runner.invoke(app, ["report", run_id, "--url", url])
