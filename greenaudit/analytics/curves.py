@@ -432,21 +432,29 @@ def project(fit: Fit, target_score: float) -> Projection:
     t quantile on the fit's residual degrees of freedom.
     """
     method = "delta method on log10(x*), t distribution, 95%"
-    x_star = fit.inverse(target_score)
-    if x_star is None:
-        reason = (
-            "the target is beyond the fitted ceiling"
-            if fit.model == SATURATING
-            else "the fitted curve never reaches the target"
-        )
+
+    def answer(
+        x: float | None, low: float | None, high: float | None, reason: str | None
+    ) -> Projection:
         return Projection(
             model=fit.model,
             target_score=target_score,
-            x=None,
-            x_low=None,
-            x_high=None,
+            x=x,
+            x_low=low,
+            x_high=high,
             method=method,
             reason=reason,
+        )
+
+    x_star = fit.inverse(target_score)
+    if x_star is None:
+        return answer(
+            None,
+            None,
+            None,
+            "the target is beyond the fitted ceiling"
+            if fit.model == SATURATING
+            else "the fitted curve never reaches the target",
         )
     theta = np.array(fit._theta)
     cov = np.array(fit._cov)
@@ -466,25 +474,9 @@ def project(fit: Fit, target_score: float) -> Projection:
     variance = float(grad @ cov @ grad)
     t = _t_value(fit.n - theta.size)
     if not (math.isfinite(variance) and math.isfinite(t)):
-        return Projection(
-            model=fit.model,
-            target_score=target_score,
-            x=x_star,
-            x_low=None,
-            x_high=None,
-            method=method,
-            reason="the interval is undefined for these runs",
-        )
+        return answer(x_star, None, None, "the interval is undefined for these runs")
     half = t * math.sqrt(max(variance, 0.0))
-    return Projection(
-        model=fit.model,
-        target_score=target_score,
-        x=x_star,
-        x_low=10 ** (centre - half),
-        x_high=10 ** (centre + half),
-        method=method,
-        reason=None,
-    )
+    return answer(x_star, 10 ** (centre - half), 10 ** (centre + half), None)
 
 
 def point_size(score: ArrayLike) -> float:
