@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
@@ -37,6 +38,7 @@ from .projects.routes import router as projects_router
 from .ratelimit import FailedAuthThrottle, KeyRateLimiter
 from .runs import service as runs_service
 from .runs.routes import router as runs_router
+from .observability import HttpMiddleware, Receive, Scope, Send
 from .security import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from .totals.routes import router as totals_router
 
@@ -160,6 +162,34 @@ class ErrorShapedCORSMiddleware(CORSMiddleware):
         )
 
 
+# Requests whose work grows with a run's length (bounded, but each still seconds of CPU
+# eight at a time): a run's forecast and returns, and its dashboard page, which draws both.
+HEAVY_PATHS = re.compile(r"^(/api/v1/runs/[^/]+/(forecast|returns)|/dashboards/runs/[^/]+)/?$")
+# How many of them one worker works on at once; the rest wait their turn (issue 16, finding 10).
+HEAVY_AT_ONCE = 2
+
+
+class HeavyRequestGate(HttpMiddleware):
+    """Lets at most ``at_once`` heavy requests of one worker run together; the others queue.
+
+    Heavy work is Python and database CPU. Eight of them at once in one worker answer no sooner
+    in all than two at a time, but each holds a thread that contends for the GIL, so a cheap
+    request (``/healthz``, an ingest batch) waited behind all eight at every switch. Queued
+    here, on the event loop, a waiting request holds no thread and no connection.
+    """
+
+    def __init__(self, app: Any, at_once: int = HEAVY_AT_ONCE) -> None:
+        super().__init__(app)
+        self.slots = asyncio.Semaphore(at_once)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not HEAVY_PATHS.match(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        async with self.slots:
+            await self.app(scope, receive, send)
+
+
 class InsecureConfiguration(RuntimeError):
     """The service will not start: its configuration would leave it open."""
 
@@ -192,6 +222,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         settings.auth_failure_limit, settings.rate_limit_storage
     )
     install_error_handlers(app)
+    app.add_middleware(HeavyRequestGate)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=int(settings.max_body_mb * 1024 * 1024))
     if settings.cors_origins:

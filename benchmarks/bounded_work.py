@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import secrets
 import sqlite3
 import statistics
 import subprocess
@@ -308,7 +309,7 @@ def serving_code(root: Path, url: str, port: int, env: dict[str, str]) -> Iterat
     log = tempfile.TemporaryFile()
     server = subprocess.Popen(
         command,
-        env={**os.environ, "GREENAUDIT_ADMIN_TOKEN": "bench-" + "k3y9Xq" * 8, **env},
+        env={**os.environ, "GREENAUDIT_ADMIN_TOKEN": secrets.token_urlsafe(32), **env},
         stdout=subprocess.DEVNULL,
         stderr=log,
     )
