@@ -9,6 +9,7 @@ it, and retries with backoff until the receiver answers 2xx or the attempts run 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -142,19 +143,39 @@ def decide(session: Session, now: datetime, since: datetime) -> list[Crossing]:
     """
     cache: budgets.ForecastCache = {}
     crossings: list[Crossing] = []
-    for budget in session.scalars(repository.all_budgets()).all():
+    every = session.scalars(repository.all_budgets()).all()
+
+    def spending() -> dict[uuid.UUID, budgets.Scope]:
+        return budgets.scopes_of(session, every, now, every=True)
+
+    # Each budget's scope in a few grouped queries; should they fail, each budget asks its own.
+    nothing: dict[uuid.UUID, budgets.Scope] = {}
+    scopes = _isolated(session, "the spending of every budget", spending, nothing)
+    for budget in every:
 
         def check_budget(budget: Budget = budget) -> list[Crossing]:
-            return _budget_crossings(budget, budgets.budget_state(session, budget, now, cache))
+            state = budgets.budget_state(session, budget, now, cache, scopes.get(budget.id))
+            return _budget_crossings(budget, state)
 
         crossings += _isolated(session, f"budget {budget.id}", check_budget, [])
+        _let_requests_run()
     for run in session.scalars(repository.runs_to_watch(since)).all():
 
         def check_run(run: Run = run) -> list[Crossing]:
             return _plateau_crossings(session, run, cache)
 
         crossings += _isolated(session, f"run {run.id}", check_run, [])
+        _let_requests_run()
     return crossings
+
+
+def _let_requests_run() -> None:
+    """Hand the GIL to a waiting request thread between two items of the pass.
+
+    The pass shares its process with the worker's requests; without a blocking call it keeps
+    the GIL for whole switch intervals, which a 1-sample write then waits out at each step.
+    """
+    time.sleep(0)
 
 
 def store(session: Session, crossings: list[Crossing]) -> int:
