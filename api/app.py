@@ -34,11 +34,11 @@ from .dashboards.routes import install as install_dashboards
 from .datasets.routes import router as datasets_router
 from .db import make_engine, make_session_factory
 from .errors import install_error_handlers
+from .observability import HttpMiddleware, Receive, Scope, Send
 from .projects.routes import router as projects_router
 from .ratelimit import FailedAuthThrottle, KeyRateLimiter
 from .runs import service as runs_service
 from .runs.routes import router as runs_router
-from .observability import HttpMiddleware, Receive, Scope, Send
 from .security import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from .totals.routes import router as totals_router
 
@@ -90,6 +90,7 @@ async def _watch_budgets(app: FastAPI) -> None:
             app.state.write_sessions,
             models.utcnow(),
             allow_private=settings.webhook_allow_private,
+            read_sessions=app.state.read_sessions,
         )
 
     while True:

@@ -157,6 +157,72 @@ def holds_no_write_lock(engine: Engine, connection: Any) -> bool:
         return row.fetchone() == (None,)
 
 
+def test_the_alert_pass_reads_all_budgets_spending_in_the_same_few_queries(
+    client: TestClient, project: ProjectKeys, engine: Engine
+):
+    """Six budgets of one period cost the pass the queries one does, and keep their sums.
+
+    The project spends 4 x 0.0055 = 0.022 kWh on an ungrouped run and 2 x 0.0055 = 0.011 kWh
+    on a run of group g1: 0.033 kWh over its budget of 0.01, and g1's 0.011 over its 0.01.
+    Groups g2 to g5 spend nothing against 1 kWh. One query per budget would add ten.
+    """
+    running_run(client, project, 4, 100)
+    grouped = create_run(client, project, name="grouped", group="g1")["id"]
+    send(client, project, grouped, 2)
+
+    def budget(group: str | None, limit: float) -> None:
+        body = {"period": "all", "limit_kwh": limit, **({"group": group} if group else {})}
+        client.post("/api/v1/budgets", json=body, headers=project.write).raise_for_status()
+
+    def decided() -> tuple[int, dict[str | None, float]]:
+        statements: list[str] = []
+        reads = make_session_factory(engine, writer=False)
+        with on_statement(engine, "SELECT", statements.append), reads() as session:
+            crossings = alerts.decide(session, utcnow(), utcnow() - timedelta(hours=1))
+        spent = {c.fields["details"]["group"]: c.fields["details"]["spent"] for c in crossings}
+        return len(statements), spent
+
+    budget(None, 0.01)
+    one, spent = decided()
+    assert spent == {None: pytest.approx(0.033)}
+    budget("g1", 0.01)
+    for group in ("g2", "g3", "g4", "g5"):
+        budget(group, 1.0)
+    six, spent = decided()
+    assert spent == {None: pytest.approx(0.033), "g1": pytest.approx(0.011)}
+    assert six == one
+
+
+def test_a_pass_that_finds_only_stored_crossings_takes_no_write_lock(
+    client: TestClient, project: ProjectKeys, engine: Engine
+):
+    """A crossing stays crossed; the passes after the one that stored it write nothing.
+
+    Spent 0.022 kWh over a budget of 0.01: the first pass stores one alert. The next decides
+    the same crossing, finds it stored by reading, and opens no write session; with no alert
+    due, delivery lists them from a read session and opens none either.
+    """
+    running_run(client, project, 4, 100)
+    client.post(
+        "/api/v1/budgets", json={"limit_kwh": 0.01}, headers=project.write
+    ).raise_for_status()
+    reads = make_session_factory(engine, writer=False)
+    writer = make_session_factory(engine, writer=True)
+    opened: list[str] = []
+
+    def writes() -> Session:
+        opened.append("write session")
+        return writer()
+
+    now = utcnow()
+    assert alerts.alert_pass(reads, writes, now, now - timedelta(hours=1)) == 1
+    assert opened == ["write session"]
+    assert alerts.alert_pass(reads, writes, now, now - timedelta(hours=1)) == 0
+    assert opened == ["write session"]
+    assert alerts.deliver_due(writes, now, allow_private=False, read_sessions=reads) == 0
+    assert opened == ["write session"]
+
+
 # --- Finding 9: budgets capped per project, and paged ---------------------------------------
 
 
