@@ -166,15 +166,18 @@ class ErrorShapedCORSMiddleware(CORSMiddleware):
 # Requests whose work grows with a run's length (bounded, but each still seconds of CPU
 # eight at a time): a run's forecast and returns, and its dashboard page, which draws both.
 HEAVY_PATHS = re.compile(r"^(/api/v1/runs/[^/]+/(forecast|returns)|/dashboards/runs/[^/]+)/?$")
-# How many of them one worker works on at once; the rest wait their turn (issue 16, finding 10).
-HEAVY_AT_ONCE = 2
+# How many of them one worker works on at once; the rest wait their turn (issue 16, finding
+# 10). Measured with eight at once on the 2-core VM (benchmarks/RESULTS.md): two at a time
+# kept /healthz fastest but queued the eighth returns answer past 3 s; four keeps most of the
+# health check's gain, and a request's database time overlaps another's Python.
+HEAVY_AT_ONCE = 4
 
 
 class HeavyRequestGate(HttpMiddleware):
     """Lets at most ``at_once`` heavy requests of one worker run together; the others queue.
 
     Heavy work is Python and database CPU. Eight of them at once in one worker answer no sooner
-    in all than two at a time, but each holds a thread that contends for the GIL, so a cheap
+    in all than a few at a time, but each holds a thread that contends for the GIL, so a cheap
     request (``/healthz``, an ingest batch) waited behind all eight at every switch. Queued
     here, on the event loop, a waiting request holds no thread and no connection.
     """

@@ -7,6 +7,7 @@ reduction (energy blocks, sampled points) that is worked out here by hand.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import uuid
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session
 from greenaudit.api import blocks
 from greenaudit.api.alerts import service as alerts
 from greenaudit.api.analytics import repository as analytics_repository
+from greenaudit.api.app import HEAVY_AT_ONCE, HeavyRequestGate
 from greenaudit.api.budgets import service as budgets
 from greenaudit.api.db import make_session_factory
 from greenaudit.api.migrate import downgrade, upgrade
@@ -221,6 +223,52 @@ def test_a_pass_that_finds_only_stored_crossings_takes_no_write_lock(
     assert opened == ["write session"]
     assert alerts.deliver_due(writes, now, allow_private=False, read_sessions=reads) == 0
     assert opened == ["write session"]
+
+
+def test_heavy_requests_queue_at_the_gate_and_cheap_ones_pass_it():
+    """With the gate full, a fifth forecast or returns request waits; a health check does not.
+
+    The app behind the gate holds every request until released, so nothing here depends on
+    how fast anything runs: exactly ``HEAVY_AT_ONCE`` (4) heavy requests are inside at once.
+    """
+    inside: list[str] = []
+    release = asyncio.Event()
+
+    async def held(scope: dict[str, Any], _receive: Any, _send: Any) -> None:
+        inside.append(scope["path"])
+        if scope["path"] in heavy:
+            await release.wait()
+
+    gate = HeavyRequestGate(held)
+    run = "/api/v1/runs/6f1d0b7e-0000-4000-8000-000000000000"
+    heavy = [
+        f"{run}/forecast",
+        f"{run}/returns",
+        f"{run}/returns",
+        "/dashboards/runs/x",
+        f"{run}/forecast",
+    ]
+
+    async def scenario() -> tuple[list[str], list[str], list[str]]:
+        def request(path: str) -> Any:
+            return gate({"type": "http", "path": path}, None, None)
+
+        tasks = [asyncio.create_task(request(path)) for path in heavy]
+        for _ in range(10):
+            await asyncio.sleep(0)
+        full = list(inside)
+        await request("/healthz")
+        await request(f"{run}/energy")
+        cheap = inside[len(full) :]
+        release.set()
+        await asyncio.gather(*tasks)
+        return full, cheap, list(inside)
+
+    full, cheap, every = asyncio.run(scenario())
+    assert HEAVY_AT_ONCE == 4
+    assert full == heavy[:4]
+    assert cheap == ["/healthz", f"{run}/energy"]
+    assert every[-1] == heavy[4]
 
 
 # --- Finding 9: budgets capped per project, and paged ---------------------------------------
