@@ -493,6 +493,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=1_000_000)
     parser.add_argument("--compare", default=None, help="git ref of the code before, e.g. main")
+    parser.add_argument(
+        "--before-revision",
+        default="0007",
+        help="schema revision the code before runs on (0007 before the energy blocks, head after)",
+    )
     parser.add_argument("--writer-seconds", type=float, default=20.0)
     parser.add_argument("--alert-interval", default="1", help="seconds between alert passes")
     parser.add_argument("--port", type=int, default=8793)
@@ -505,7 +510,7 @@ def main() -> None:
     versions = [("before", args.compare), ("after", None)] if args.compare else [("after", None)]
     # The code before is at revision 0007: seed there, measure it, then migrate (0008 fills
     # the energy blocks from the samples) and measure the code after on the same rows.
-    first_revision = "0007" if args.compare else "head"
+    first_revision = args.before_revision if args.compare else "head"
 
     if "postgresql" not in args.skip:
         with fresh_database() as url:
