@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
@@ -33,6 +34,7 @@ from .dashboards.routes import install as install_dashboards
 from .datasets.routes import router as datasets_router
 from .db import make_engine, make_session_factory
 from .errors import install_error_handlers
+from .observability import HttpMiddleware, Receive, Scope, Send
 from .projects.routes import router as projects_router
 from .ratelimit import FailedAuthThrottle, KeyRateLimiter
 from .runs import service as runs_service
@@ -88,6 +90,7 @@ async def _watch_budgets(app: FastAPI) -> None:
             app.state.write_sessions,
             models.utcnow(),
             allow_private=settings.webhook_allow_private,
+            read_sessions=app.state.read_sessions,
         )
 
     while True:
@@ -160,6 +163,37 @@ class ErrorShapedCORSMiddleware(CORSMiddleware):
         )
 
 
+# Requests whose work grows with a run's length (bounded, but each still seconds of CPU
+# eight at a time): a run's forecast and returns, and its dashboard page, which draws both.
+HEAVY_PATHS = re.compile(r"^(/api/v1/runs/[^/]+/(forecast|returns)|/dashboards/runs/[^/]+)/?$")
+# How many of them one worker works on at once; the rest wait their turn (issue 16, finding
+# 10). Measured with eight at once on the 2-core VM (benchmarks/RESULTS.md): two at a time
+# kept /healthz fastest but queued the eighth returns answer past 3 s; four keeps most of the
+# health check's gain, and a request's database time overlaps another's Python.
+HEAVY_AT_ONCE = 4
+
+
+class HeavyRequestGate(HttpMiddleware):
+    """Lets at most ``at_once`` heavy requests of one worker run together; the others queue.
+
+    Heavy work is Python and database CPU. Eight of them at once in one worker answer no sooner
+    in all than a few at a time, but each holds a thread that contends for the GIL, so a cheap
+    request (``/healthz``, an ingest batch) waited behind all eight at every switch. Queued
+    here, on the event loop, a waiting request holds no thread and no connection.
+    """
+
+    def __init__(self, app: Any, at_once: int = HEAVY_AT_ONCE) -> None:
+        super().__init__(app)
+        self.slots = asyncio.Semaphore(at_once)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not HEAVY_PATHS.match(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        async with self.slots:
+            await self.app(scope, receive, send)
+
+
 class InsecureConfiguration(RuntimeError):
     """The service will not start: its configuration would leave it open."""
 
@@ -192,6 +226,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         settings.auth_failure_limit, settings.rate_limit_storage
     )
     install_error_handlers(app)
+    app.add_middleware(HeavyRequestGate)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=int(settings.max_body_mb * 1024 * 1024))
     if settings.cors_origins:

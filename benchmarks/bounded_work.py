@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import secrets
 import sqlite3
 import statistics
 import subprocess
@@ -303,7 +304,7 @@ def serving_code(root: Path, url: str, port: int, env: dict[str, str]) -> Iterat
     log = tempfile.TemporaryFile()
     server = subprocess.Popen(
         command,
-        env={**os.environ, "GREENAUDIT_ADMIN_TOKEN": "bench-" + "k3y9Xq" * 8, **env},
+        env={**os.environ, "GREENAUDIT_ADMIN_TOKEN": secrets.token_urlsafe(32), **env},
         stdout=subprocess.DEVNULL,
         stderr=log,
     )
@@ -478,6 +479,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=1_000_000)
     parser.add_argument("--compare", default=None, help="git ref of the code before, e.g. main")
+    parser.add_argument(
+        "--before-revision",
+        default="0007",
+        help="schema revision the code before runs on (0007 before the energy blocks, head after)",
+    )
     parser.add_argument("--writer-seconds", type=float, default=20.0)
     parser.add_argument("--alert-interval", default="1", help="seconds between alert passes")
     parser.add_argument("--port", type=int, default=8793)
@@ -490,7 +496,7 @@ def main() -> None:
     versions = [("before", args.compare), ("after", None)] if args.compare else [("after", None)]
     # The code before is at revision 0007: seed there, measure it, then migrate (0008 fills
     # the energy blocks from the samples) and measure the code after on the same rows.
-    first_revision = "0007" if args.compare else "head"
+    first_revision = args.before_revision if args.compare else "head"
 
     if "postgresql" not in args.skip:
         with fresh_database() as url:

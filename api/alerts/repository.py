@@ -28,6 +28,11 @@ def count_of(query: AnySelect) -> Select[int]:
     return select(func.count()).select_from(query.subquery())
 
 
+def stored_keys(dedupe_keys: list[str]) -> Select[uuid.UUID, str]:
+    """(project id, dedupe key) of the alerts already stored under any of ``dedupe_keys``."""
+    return select(Alert.project_id, Alert.dedupe_key).where(Alert.dedupe_key.in_(dedupe_keys))
+
+
 def insert_alert(dialect: str, row: dict[str, Any]) -> Any:
     """Insert unless the same crossing was stored already; returns the id when inserted."""
     insert = postgresql.insert(Alert) if dialect == "postgresql" else sqlite.insert(Alert)

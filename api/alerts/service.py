@@ -9,6 +9,7 @@ it, and retries with backoff until the receiver answers 2xx or the attempts run 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -36,6 +37,8 @@ MAX_ATTEMPTS = 10
 MAX_BACKOFF_S = 600.0
 CLAIM_S = 60.0
 DELIVERIES_PER_PASS = 100
+# Dedupe keys looked up in one query: well under SQLite's 32,766 bound parameters.
+KEYS_PER_QUERY = 500
 T = TypeVar("T")
 UNITS = (("limit_kg_co2", "kg_co2", "kg CO2e"), ("limit_kwh", "kwh", "kWh"))
 
@@ -142,19 +145,39 @@ def decide(session: Session, now: datetime, since: datetime) -> list[Crossing]:
     """
     cache: budgets.ForecastCache = {}
     crossings: list[Crossing] = []
-    for budget in session.scalars(repository.all_budgets()).all():
+    every = session.scalars(repository.all_budgets()).all()
+
+    def spending() -> dict[uuid.UUID, budgets.Scope]:
+        return budgets.scopes_of(session, every, now, every=True)
+
+    # Each budget's scope in a few grouped queries; should they fail, each budget asks its own.
+    nothing: dict[uuid.UUID, budgets.Scope] = {}
+    scopes = _isolated(session, "the spending of every budget", spending, nothing)
+    for budget in every:
 
         def check_budget(budget: Budget = budget) -> list[Crossing]:
-            return _budget_crossings(budget, budgets.budget_state(session, budget, now, cache))
+            state = budgets.budget_state(session, budget, now, cache, scopes.get(budget.id))
+            return _budget_crossings(budget, state)
 
         crossings += _isolated(session, f"budget {budget.id}", check_budget, [])
+        _let_requests_run()
     for run in session.scalars(repository.runs_to_watch(since)).all():
 
         def check_run(run: Run = run) -> list[Crossing]:
             return _plateau_crossings(session, run, cache)
 
         crossings += _isolated(session, f"run {run.id}", check_run, [])
+        _let_requests_run()
     return crossings
+
+
+def _let_requests_run() -> None:
+    """Hand the GIL to a waiting request thread between two items of the pass.
+
+    The pass shares its process with the worker's requests; without a blocking call it keeps
+    the GIL for whole switch intervals, which a 1-sample write then waits out at each step.
+    """
+    time.sleep(0)
 
 
 def store(session: Session, crossings: list[Crossing]) -> int:
@@ -197,11 +220,26 @@ def alert_pass(
     the new alerts take the lock now. Returns how many alerts were stored.
     """
     with read_sessions() as session, session.begin():
-        crossings = decide(session, now, since)
+        crossings = unstored(session, decide(session, now, since))
     if not crossings:
         return 0
     with write_sessions() as session, session.begin():
         return store(session, crossings)
+
+
+def unstored(session: Session, crossings: list[Crossing]) -> list[Crossing]:
+    """The crossings whose alert is not stored yet, found by reading.
+
+    A crossing stays crossed pass after pass; inserting it again only to hit its dedupe key
+    took SQLite's write lock on every pass, and a writer arriving then waited in SQLite's busy
+    handler. A crossing stored by another worker after this read still meets the dedupe key.
+    """
+    taken: set[tuple[uuid.UUID, str]] = set()
+    keys = sorted({crossing.fields["dedupe_key"] for crossing in crossings})
+    for first in range(0, len(keys), KEYS_PER_QUERY):
+        rows = session.execute(repository.stored_keys(keys[first : first + KEYS_PER_QUERY]))
+        taken.update((project_id, key) for project_id, key in rows)
+    return [c for c in crossings if (c.project_id, c.fields["dedupe_key"]) not in taken]
 
 
 def _isolated(session: Session, what: str, check: Callable[[], T], failed: T) -> T:
@@ -235,13 +273,16 @@ def deliver_due(
     now: datetime,
     *,
     allow_private: bool,
+    read_sessions: Callable[[], AbstractContextManager[Session]] | None = None,
 ) -> int:
     """Post the alerts that are due, each claimed first; returns how many were delivered.
 
     The request is made outside any transaction, so a slow receiver holds no database lock.
+    The due alerts are listed from ``read_sessions`` when given: each is claimed before it is
+    posted anyway, and a ``sessions`` writer takes SQLite's write lock on every pass.
     """
     delivered = 0
-    with sessions() as session:
+    with (read_sessions or sessions)() as session:
         due = list(session.scalars(repository.due_alerts(now, DELIVERIES_PER_PASS)))
     for alert_id in due:
         # The claim runs from now, not from the start of the pass: posts before this one may

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 
 from ..models import Budget, EnergySample, MetricPoint, Project, Run, RunEnergyTotals
 
@@ -43,40 +44,65 @@ def budgets_over_run(run: Run) -> Select[Budget]:
     )
 
 
-def _in_scope(
-    project_id: uuid.UUID, group: str, start: datetime | None, end: datetime | None
-) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [Run.project_id == project_id]
-    if group:
-        conditions.append(Run.group_name == group)
+def _budget_scope(start: datetime | None, end: datetime | None) -> ColumnElement[bool]:
+    """Joins each budget to the runs in its scope; every budget joined has this period."""
+    conditions: list[ColumnElement[bool]] = [
+        Run.project_id == Budget.project_id,
+        or_(Budget.group_name == "", Run.group_name == Budget.group_name),
+    ]
     if start is not None:
         conditions.append(Run.started_at >= start)
     if end is not None:
         conditions.append(Run.started_at < end)
+    return and_(*conditions)
+
+
+def _of_period(budget_ids: Sequence[uuid.UUID] | None, period: str) -> list[ColumnElement[bool]]:
+    conditions = [Budget.period == period]
+    if budget_ids is not None:
+        conditions.append(Budget.id.in_(budget_ids))
     return conditions
 
 
-def spent_in_scope(
-    project_id: uuid.UUID, group: str, start: datetime | None, end: datetime | None
-) -> Select[float, float, int]:
-    """(kWh, kg CO2e, runs) of the runs in scope, from their running totals."""
+def spent_of_budgets(
+    budget_ids: Sequence[uuid.UUID] | None,
+    period: str,
+    start: datetime | None,
+    end: datetime | None,
+) -> Select[uuid.UUID, float, float, int]:
+    """(budget id, kWh, kg CO2e, runs) of each budget of ``period`` (of ``budget_ids``, or all).
+
+    Sums of the runs' running totals, for many budgets in one grouped query: a period's bounds
+    are the same for all its budgets.
+    """
     totals = RunEnergyTotals
     return (
         select(
+            Budget.id,
             func.coalesce(func.sum(totals.cpu_kwh + totals.gpu_kwh + totals.ram_kwh), 0.0),
             func.coalesce(func.sum(totals.co2_kg), 0.0),
             func.count(Run.id),
         )
-        .select_from(Run)
+        .select_from(Budget)
+        .outerjoin(Run, _budget_scope(start, end))
         .outerjoin(totals, totals.run_id == Run.id)
-        .where(*_in_scope(project_id, group, start, end))
+        .where(*_of_period(budget_ids, period))
+        .group_by(Budget.id)
     )
 
 
-def running_in_scope(
-    project_id: uuid.UUID, group: str, start: datetime | None, end: datetime | None
-) -> Select[Run]:
-    return select(Run).where(*_in_scope(project_id, group, start, end), Run.status == "running")
+def running_of_budgets(
+    budget_ids: Sequence[uuid.UUID] | None,
+    period: str,
+    start: datetime | None,
+    end: datetime | None,
+) -> Select[uuid.UUID, Run]:
+    """(budget id, run) for each running run in the scope of a budget of ``period``."""
+    return (
+        select(Budget.id, Run)
+        .join(Run, _budget_scope(start, end))
+        .where(*_of_period(budget_ids, period), Run.status == "running")
+    )
 
 
 def sample_progress(run_id: uuid.UUID) -> Select[int | None, float, float]:

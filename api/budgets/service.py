@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -179,19 +182,62 @@ def _cached_forecast(session: Session, run: Run, cache: ForecastCache) -> Energy
     return cache[run.id][0]
 
 
+@dataclass
+class Scope:
+    """What a budget's scope holds in its current period: spending, and its running runs."""
+
+    kwh: float = 0.0
+    kg_co2: float = 0.0
+    runs: int = 0
+    running: list[Run] = field(default_factory=list)
+
+
+def scopes_of(
+    session: Session, budgets: Sequence[Budget], now: datetime, *, every: bool = False
+) -> dict[uuid.UUID, Scope]:
+    """The scope of each of ``budgets`` as of ``now``, by budget id, in two queries a period.
+
+    ``every`` says ``budgets`` are all the budgets there are, so the queries need no list of
+    ids. An alert pass over 1,000 budgets made 2,000 queries and spent 0.8 s of Python on them,
+    holding the GIL the worker's requests need (issue 16, finding 9); a page of budgets made
+    200.
+    """
+    scopes = {budget.id: Scope() for budget in budgets}
+    by_period: dict[str, list[uuid.UUID]] = defaultdict(list)
+    for budget in budgets:
+        by_period[budget.period].append(budget.id)
+    for period, ids in sorted(by_period.items()):
+        start, end = period_bounds(Period(period), now)
+        which = None if every else ids
+        for budget_id, kwh, kg, runs in session.execute(
+            repository.spent_of_budgets(which, period, start, end)
+        ):
+            scope = scopes[budget_id]
+            scope.kwh, scope.kg_co2, scope.runs = float(kwh), float(kg), int(runs)
+        for budget_id, run in session.execute(
+            repository.running_of_budgets(which, period, start, end)
+        ):
+            scopes[budget_id].running.append(run)
+    return scopes
+
+
 def budget_state(
-    session: Session, budget: Budget, now: datetime, cache: ForecastCache | None = None
+    session: Session,
+    budget: Budget,
+    now: datetime,
+    cache: ForecastCache | None = None,
+    scope: Scope | None = None,
 ) -> BudgetOut:
-    """A budget with its scope's spending, forecast and remainder as of ``now``."""
+    """A budget with its scope's spending, forecast and remainder as of ``now``.
+
+    ``scope`` is the budget's from :func:`scopes_of` when the caller has it already.
+    """
     cache = {} if cache is None else cache
     period = Period(budget.period)
     start, end = period_bounds(period, now)
-    kwh, kg, runs = session.execute(
-        repository.spent_in_scope(budget.project_id, budget.group_name, start, end)
-    ).one()
-    running = session.scalars(
-        repository.running_in_scope(budget.project_id, budget.group_name, start, end)
-    ).all()
+    if scope is None:
+        scope = scopes_of(session, [budget], now)[budget.id]
+    kwh, kg, runs, running = scope.kwh, scope.kg_co2, scope.runs, scope.running
     more = np.zeros(4)  # forecast kWh, kg, and the high ends, beyond what is spent
     without = 0
     for run in running:
@@ -298,7 +344,8 @@ def list_budgets(
     query = repository.budgets_of_project(caller.project_id)
     total = session.scalar(repository.count_of_project(caller.project_id)) or 0
     budgets = session.scalars(query.limit(limit).offset(offset)).all()
-    return [budget_state(session, budget, now, cache) for budget in budgets], total
+    scopes = scopes_of(session, budgets, now)
+    return [budget_state(session, b, now, cache, scopes[b.id]) for b in budgets], total
 
 
 def get_budget(session: Session, caller: Principal, budget_id: uuid.UUID) -> BudgetOut:
@@ -313,12 +360,13 @@ def budgets_of_run(
     session: Session, run: Run, now: datetime, cache: ForecastCache | None = None
 ) -> list[BudgetOut]:
     """The budgets a run's spending counts against, in the periods that hold its start."""
-    states = []
+    counted = []
     for budget in session.scalars(repository.budgets_over_run(run)):
         start, end = period_bounds(Period(budget.period), now)
         if (start is None or run.started_at >= start) and (end is None or run.started_at < end):
-            states.append(budget_state(session, budget, now, cache))
-    return states
+            counted.append(budget)
+    scopes = scopes_of(session, counted, now)
+    return [budget_state(session, b, now, cache, scopes[b.id]) for b in counted]
 
 
 def run_forecast(

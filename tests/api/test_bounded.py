@@ -7,6 +7,7 @@ reduction (energy blocks, sampled points) that is worked out here by hand.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import uuid
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session
 from greenaudit.api import blocks
 from greenaudit.api.alerts import service as alerts
 from greenaudit.api.analytics import repository as analytics_repository
+from greenaudit.api.app import HEAVY_AT_ONCE, HeavyRequestGate
 from greenaudit.api.budgets import service as budgets
 from greenaudit.api.db import make_session_factory
 from greenaudit.api.migrate import downgrade, upgrade
@@ -155,6 +157,118 @@ def holds_no_write_lock(engine: Engine, connection: Any) -> bool:
     with psycopg.connect(url, autocommit=True) as other:
         row = other.execute("SELECT backend_xid FROM pg_stat_activity WHERE pid = %s", (pid,))
         return row.fetchone() == (None,)
+
+
+def test_the_alert_pass_reads_all_budgets_spending_in_the_same_few_queries(
+    client: TestClient, project: ProjectKeys, engine: Engine
+):
+    """Six budgets of one period cost the pass the queries one does, and keep their sums.
+
+    The project spends 4 x 0.0055 = 0.022 kWh on an ungrouped run and 2 x 0.0055 = 0.011 kWh
+    on a run of group g1: 0.033 kWh over its budget of 0.01, and g1's 0.011 over its 0.01.
+    Groups g2 to g5 spend nothing against 1 kWh. One query per budget would add ten.
+    """
+    running_run(client, project, 4, 100)
+    grouped = create_run(client, project, name="grouped", group="g1")["id"]
+    send(client, project, grouped, 2)
+
+    def budget(group: str | None, limit: float) -> None:
+        body = {"period": "all", "limit_kwh": limit, **({"group": group} if group else {})}
+        client.post("/api/v1/budgets", json=body, headers=project.write).raise_for_status()
+
+    def decided() -> tuple[int, dict[str | None, float]]:
+        statements: list[str] = []
+        reads = make_session_factory(engine, writer=False)
+        with on_statement(engine, "SELECT", statements.append), reads() as session:
+            crossings = alerts.decide(session, utcnow(), utcnow() - timedelta(hours=1))
+        spent = {c.fields["details"]["group"]: c.fields["details"]["spent"] for c in crossings}
+        return len(statements), spent
+
+    budget(None, 0.01)
+    one, spent = decided()
+    assert spent == {None: pytest.approx(0.033)}
+    budget("g1", 0.01)
+    for group in ("g2", "g3", "g4", "g5"):
+        budget(group, 1.0)
+    six, spent = decided()
+    assert spent == {None: pytest.approx(0.033), "g1": pytest.approx(0.011)}
+    assert six == one
+
+
+def test_a_pass_that_finds_only_stored_crossings_takes_no_write_lock(
+    client: TestClient, project: ProjectKeys, engine: Engine
+):
+    """A crossing stays crossed; the passes after the one that stored it write nothing.
+
+    Spent 0.022 kWh over a budget of 0.01: the first pass stores one alert. The next decides
+    the same crossing, finds it stored by reading, and opens no write session; with no alert
+    due, delivery lists them from a read session and opens none either.
+    """
+    running_run(client, project, 4, 100)
+    client.post(
+        "/api/v1/budgets", json={"limit_kwh": 0.01}, headers=project.write
+    ).raise_for_status()
+    reads = make_session_factory(engine, writer=False)
+    writer = make_session_factory(engine, writer=True)
+    opened: list[str] = []
+
+    def writes() -> Session:
+        opened.append("write session")
+        return writer()
+
+    now = utcnow()
+    assert alerts.alert_pass(reads, writes, now, now - timedelta(hours=1)) == 1
+    assert opened == ["write session"]
+    assert alerts.alert_pass(reads, writes, now, now - timedelta(hours=1)) == 0
+    assert opened == ["write session"]
+    assert alerts.deliver_due(writes, now, allow_private=False, read_sessions=reads) == 0
+    assert opened == ["write session"]
+
+
+def test_heavy_requests_queue_at_the_gate_and_cheap_ones_pass_it():
+    """With the gate full, a fifth forecast or returns request waits; a health check does not.
+
+    The app behind the gate holds every request until released, so nothing here depends on
+    how fast anything runs: exactly ``HEAVY_AT_ONCE`` (4) heavy requests are inside at once.
+    """
+    inside: list[str] = []
+    release = asyncio.Event()
+
+    async def held(scope: dict[str, Any], _receive: Any, _send: Any) -> None:
+        inside.append(scope["path"])
+        if scope["path"] in heavy:
+            await release.wait()
+
+    gate = HeavyRequestGate(held)
+    run = "/api/v1/runs/6f1d0b7e-0000-4000-8000-000000000000"
+    heavy = [
+        f"{run}/forecast",
+        f"{run}/returns",
+        f"{run}/returns",
+        "/dashboards/runs/x",
+        f"{run}/forecast",
+    ]
+
+    async def scenario() -> tuple[list[str], list[str], list[str]]:
+        def request(path: str) -> Any:
+            return gate({"type": "http", "path": path}, None, None)
+
+        tasks = [asyncio.create_task(request(path)) for path in heavy]
+        for _ in range(10):
+            await asyncio.sleep(0)
+        full = list(inside)
+        await request("/healthz")
+        await request(f"{run}/energy")
+        cheap = inside[len(full) :]
+        release.set()
+        await asyncio.gather(*tasks)
+        return full, cheap, list(inside)
+
+    full, cheap, every = asyncio.run(scenario())
+    assert HEAVY_AT_ONCE == 4
+    assert full == heavy[:4]
+    assert cheap == ["/healthz", f"{run}/energy"]
+    assert every[-1] == heavy[4]
 
 
 # --- Finding 9: budgets capped per project, and paged ---------------------------------------
